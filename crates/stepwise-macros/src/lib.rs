@@ -1,0 +1,129 @@
+//! Procedural macros for [stepwise](https://docs.rs/stepwise).
+//!
+//! Use them through the `stepwise` crate, which re-exports them:
+//! `use stepwise::{workflow, step, Event, EventUnion};`. The generated code
+//! refers to `::stepwise::...`, so `stepwise` must be a dependency.
+//!
+//! # `#[derive(Event)]`
+//!
+//! Implements `stepwise::Event` for a struct or enum. The event's stable
+//! name (used on the wire and in journals) defaults to the type's
+//! identifier. Clone, Debug, Serialize and Deserialize are derived by you.
+//!
+//! ```ignore
+//! #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+//! #[event(name = "query.received", start)]
+//! struct QueryReceived { query: String }
+//! ```
+//!
+//! Options of `#[event(...)]`: `name = "..."` and at most one kind flag
+//! among `start`, `stop`, `input_required`, `human_response`. Generic types
+//! are rejected: one event type must have one name.
+//!
+//! # `#[derive(EventUnion)]`
+//!
+//! On an enum whose variants each wrap one event type, implements
+//! `StepInput` (a step taking the enum accepts any of the events),
+//! `StepOutput` (a step returning it emits the wrapped event), and
+//! `From<Event>` for each variant.
+//!
+//! ```ignore
+//! #[derive(EventUnion)]
+//! enum Outcome { Done(StopEvent), Retry(RetryEvent) }
+//! ```
+//!
+//! # `#[workflow]` and `#[step]`
+//!
+//! `#[workflow]` goes on an inherent `impl` block; each `async fn` in it
+//! marked `#[step]` becomes a step. Options:
+//! `#[workflow(name = "x", start = StartTy, stop = StopTy)]` (defaults: the
+//! type's name, `stepwise::StartEvent`, `stepwise::StopEvent`) and
+//! `#[step(name = "x", num_workers = 2, emits = [A, B], skip_checks = [dead_end])]`
+//! (the checks are `reachability`, `dead_end` and `terminal_event`).
+//! A step method is `async fn(&self, ev: E) -> R` or
+//! `async fn(&self, ctx: &Context, ev: E) -> R`, where `E: StepInput` and
+//! `R: StepOutput`. Doc comments on the block and on steps become the
+//! workflow's and steps' docs.
+//!
+//! ```ignore
+//! struct Greeter { greeting: String }
+//!
+//! /// Greets whoever starts it.
+//! #[workflow(name = "greeter")]
+//! impl Greeter {
+//!     /// Says hello.
+//!     #[step(num_workers = 2, emits = [Progress])]
+//!     async fn greet(&self, ctx: &Context, ev: StartEvent) -> StopEvent { .. }
+//! }
+//! ```
+//!
+//! `#[workflow]` is thin sugar over the public builder API. The block above
+//! expands to the block itself (without `#[step]`) plus:
+//!
+//! ```ignore
+//! impl stepwise::WorkflowDefinition for Greeter {
+//!     type Start = StartEvent;
+//!     type Stop = StopEvent;
+//!     fn builder(self) -> WorkflowBuilder<StartEvent, StopEvent> {
+//!         let this = Arc::new(self);
+//!         WorkflowBuilder::new("greeter")
+//!             .doc("Greets whoever starts it.")
+//!             .step_with(
+//!                 StepConfig::new("greet").num_workers(2).emits::<Progress>().doc("Says hello."),
+//!                 move |ctx: Context, ev: StartEvent| {
+//!                     let this = Arc::clone(&this);
+//!                     async move { Greeter::greet(&this, &ctx, ev).await }
+//!                 },
+//!             )
+//!     }
+//! }
+//! ```
+//!
+//! so anything the macro does can also be written by hand. `#[step]` used
+//! outside a `#[workflow]` block is a compile error.
+//!
+//! Every macro reports mistakes as compile errors spanned on the offending
+//! tokens, and re-emits the annotated item unchanged so IDEs keep working.
+
+use proc_macro::TokenStream;
+
+mod attrs;
+mod event;
+mod union;
+mod workflow;
+
+/// Implements `stepwise::Event`. See the [crate docs](crate).
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    event::derive(input.into()).into()
+}
+
+/// Implements `StepInput`, `StepOutput` and `From<T>` for an enum of
+/// events. See the [crate docs](crate).
+#[proc_macro_derive(EventUnion)]
+pub fn derive_event_union(input: TokenStream) -> TokenStream {
+    union::derive(input.into()).into()
+}
+
+/// Turns an inherent impl block with `#[step]` methods into a
+/// `WorkflowDefinition`. See the [crate docs](crate).
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::workflow(args.into(), item.into()).into()
+}
+
+/// Marks a step method inside a `#[workflow]` impl block; an error anywhere
+/// else. See the [crate docs](crate).
+#[proc_macro_attribute]
+pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::step(item.into()).into()
+}
+
+/// Adds `err` to the errors collected so far, so several mistakes are
+/// reported in one compile.
+fn combine(slot: &mut Option<syn::Error>, err: syn::Error) {
+    match slot {
+        Some(existing) => existing.combine(err),
+        None => *slot = Some(err),
+    }
+}

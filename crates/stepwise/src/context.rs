@@ -1,0 +1,132 @@
+//! The [`Context`] a step sees: send events, collect fan-in sets, publish to
+//! the stream, and know which run, step and worker it is.
+
+use std::sync::Arc;
+
+use crate::collect::{CollectSet, Expectation};
+use crate::error::SendError;
+use crate::event::{AnyEvent, Event, EventType};
+use crate::reducer::{InvocationId, StepIdx, Tick};
+use crate::run::RunShared;
+
+/// The buffer used when a collect call names none.
+const DEFAULT_BUFFER: &str = "default";
+
+/// What a step invocation can do to its run. Cheap to clone (one `Arc`), so a
+/// step may hand it to tasks it spawns.
+#[derive(Clone)]
+pub struct Context {
+    run: Arc<RunShared>,
+    step: StepIdx,
+    worker: u32,
+    invocation: InvocationId,
+}
+
+impl Context {
+    pub(crate) fn new(run: Arc<RunShared>, step: StepIdx, worker: u32, invocation: InvocationId) -> Self {
+        Context {
+            run,
+            step,
+            worker,
+            invocation,
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    /// The workflow's name.
+    pub fn workflow_name(&self) -> &str {
+        &self.run.workflow.name
+    }
+
+    /// The name of the step this invocation belongs to.
+    pub fn step_name(&self) -> &str {
+        self.run.workflow.steps[self.step].name()
+    }
+
+    /// The worker slot (0 ≤ id < `num_workers`) this invocation runs on.
+    pub fn worker_id(&self) -> u32 {
+        self.worker
+    }
+
+    /// Sends `event` to every step that accepts its type. An event nobody
+    /// accepts is published as [`UnhandledEvent`](crate::UnhandledEvent).
+    /// Sending the workflow's stop event completes the run. Does nothing once
+    /// the run has ended.
+    pub fn send_event<E: Event>(&self, event: E) {
+        // The only possible error is "run ended", which a step cannot act on.
+        let _ = self.run.send(AnyEvent::new(event), None);
+    }
+
+    /// Sends `event` to the step named `step` only.
+    ///
+    /// Fails, naming both, when the step does not exist or does not accept `E`.
+    pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
+        match self.run.send(AnyEvent::new(event), Some(step)) {
+            Err(SendError::RunEnded { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Sends an already type-erased event (see [`Context::send_event`]).
+    pub fn send_any(&self, event: AnyEvent) {
+        let _ = self.run.send(event, None);
+    }
+
+    /// Publishes `event` to the run's stream (it is not routed to steps).
+    pub fn write_event_to_stream<E: Event>(&self, event: E) {
+        self.run.apply(Tick::Publish(AnyEvent::new(event)));
+    }
+
+    /// Fan-in, untyped: buffers `event` (a copy) for this step and returns the
+    /// whole set once one event per entry of `expected` has arrived, ordered by
+    /// `expected` (arrival order within a type). Returns `None` until then. An
+    /// event whose type is not (or no longer) missing is not buffered.
+    ///
+    /// Exactly one invocation receives a full set, even when the last events
+    /// arrive at the same instant.
+    pub fn collect_events<E: Event>(&self, event: &E, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
+        self.collect_events_in(DEFAULT_BUFFER, event, expected)
+    }
+
+    /// [`Context::collect_events`] with a named buffer, for steps that run
+    /// several independent fan-ins.
+    pub fn collect_events_in<E: Event>(&self, buffer: &str, event: &E, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
+        let expect = Expectation::list(expected);
+        self.run
+            .collect(self.invocation, buffer, AnyEvent::new(event.clone()), &expect)
+    }
+
+    /// Fan-in, typed: waits for one event of each tuple type.
+    ///
+    /// ```ignore
+    /// if let Some((header, body)) = ctx.collect::<(Header, Body)>(&ev) { … }
+    /// ```
+    pub fn collect<T: CollectSet>(&self, event: &impl Event) -> Option<T> {
+        let expected = T::expected();
+        let set = self.collect_events(event, &expected)?;
+        T::from_events(set)
+    }
+
+    /// Fan-in of `n` events of one type, in arrival order.
+    pub fn collect_n<E: Event>(&self, event: &E, n: usize) -> Option<Vec<E>> {
+        let expect = Expectation::repeat(EventType::of::<E>(), n);
+        let set = self
+            .run
+            .collect(self.invocation, DEFAULT_BUFFER, AnyEvent::new(event.clone()), &expect)?;
+        set.into_iter().map(|e| e.downcast::<E>().ok()).collect()
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("run_id", &self.run.run_id)
+            .field("step", &self.step_name())
+            .field("worker", &self.worker)
+            .finish()
+    }
+}

@@ -1,0 +1,186 @@
+//! Error types, one enum per concern.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a step invocation failed: the error it returned, or its panic.
+///
+/// Cheap to clone; keeps the original error for [`StepError::downcast_ref`].
+#[derive(Clone)]
+pub struct StepError {
+    inner: Arc<dyn StdError + Send + Sync + 'static>,
+    panicked: bool,
+}
+
+impl StepError {
+    /// Wraps any error.
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
+        StepError {
+            inner: Arc::new(error),
+            panicked: false,
+        }
+    }
+
+    /// A failure described by a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::new(Message(message.into()))
+    }
+
+    /// A failure caused by a panic in the step body.
+    pub(crate) fn panic(message: String) -> Self {
+        StepError {
+            inner: Arc::new(Message(format!("step panicked: {message}"))),
+            panicked: true,
+        }
+    }
+
+    /// True when the step panicked rather than returning an error.
+    pub fn is_panic(&self) -> bool {
+        self.panicked
+    }
+
+    /// The original error, if it is an `E`.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.inner.downcast_ref::<E>()
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl StdError for StepError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source()
+    }
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Message {}
+
+/// Why a run ended without its stop event.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RunError {
+    /// A step failed; the run stopped.
+    #[error("run {run_id}: step `{step}` failed after {attempts} attempt(s): {source}")]
+    StepFailed {
+        /// The run.
+        run_id: String,
+        /// The step that failed.
+        step: String,
+        /// How many times the step ran on the failing event.
+        attempts: u32,
+        /// What the step returned or how it panicked.
+        #[source]
+        source: StepError,
+    },
+    /// The workflow's timeout elapsed.
+    #[error("run {run_id} timed out after {timeout:?}; {}", active_steps_text(.active_steps))]
+    TimedOut {
+        /// The run.
+        run_id: String,
+        /// The configured timeout.
+        timeout: Duration,
+        /// Steps still running when it fired, in definition order.
+        active_steps: Vec<String>,
+    },
+    /// The run was cancelled through its handle.
+    #[error("run {run_id} was cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: String,
+    },
+    /// `run` was called outside a tokio runtime, so the run never started.
+    #[error("run {run_id} could not start: no tokio runtime is running on this thread")]
+    NoRuntime {
+        /// The run.
+        run_id: String,
+    },
+    /// The run's driver task was aborted (the tokio runtime shut down).
+    #[error("run {run_id} was aborted before it finished (its tokio runtime shut down)")]
+    Aborted {
+        /// The run.
+        run_id: String,
+    },
+    /// The run ended with a stop event of an unexpected type (an engine invariant
+    /// broken by a hand-built step; validation normally prevents it).
+    #[error("run {run_id} ended with `{found}`, expected `{expected}`")]
+    WrongStopType {
+        /// The run.
+        run_id: String,
+        /// The declared stop type.
+        expected: &'static str,
+        /// What arrived.
+        found: &'static str,
+    },
+}
+
+fn active_steps_text(steps: &[String]) -> String {
+    if steps.is_empty() {
+        "no steps were running".to_owned()
+    } else {
+        format!("steps still running: {}", steps.join(", "))
+    }
+}
+
+/// Why `send_event` refused an event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The target step does not exist.
+    #[error("cannot send `{event}` to step `{step}`: workflow `{workflow}` has no such step")]
+    UnknownStep {
+        /// The workflow.
+        workflow: String,
+        /// The target that was named.
+        step: String,
+        /// The event's stable name.
+        event: &'static str,
+    },
+    /// The target step does not accept that event type.
+    #[error("cannot send `{event}` to step `{step}`: it accepts only {accepted}")]
+    NotAccepted {
+        /// The target step.
+        step: String,
+        /// The event's stable name.
+        event: &'static str,
+        /// The event types the step accepts, comma-separated.
+        accepted: String,
+    },
+    /// The run has already ended.
+    #[error("cannot send `{event}`: run {run_id} has already ended")]
+    RunEnded {
+        /// The run.
+        run_id: String,
+        /// The event's stable name.
+        event: &'static str,
+    },
+}
+
+/// Why the event stream could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// `stream_events` was already called on this handle; a run has one consumer.
+    #[error("the event stream of run {run_id} was already taken; a run's stream has a single consumer")]
+    AlreadyTaken {
+        /// The run.
+        run_id: String,
+    },
+}

@@ -1,0 +1,83 @@
+//! # stepwise
+//!
+//! An event-driven, async workflow engine. Describe an application as *steps*
+//! triggered by typed *events*; stepwise routes each event to every step that
+//! accepts its type, runs steps concurrently (at most `num_workers` invocations
+//! per step), collects fan-ins, streams progress and checks the whole graph
+//! when the workflow is built, before anything runs.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use stepwise::{workflow, Context, Event, StartEvent, StopEvent, WorkflowDefinition};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+//! struct Greeting {
+//!     text: String,
+//! }
+//!
+//! struct Hello;
+//!
+//! #[workflow]
+//! impl Hello {
+//!     /// Turns the start event into a greeting.
+//!     #[step]
+//!     async fn greet(&self, ev: StartEvent) -> Greeting {
+//!         let name: String = ev.get("name").unwrap_or_else(|_| "world".into());
+//!         Greeting { text: format!("hello, {name}") }
+//!     }
+//!
+//!     #[step]
+//!     async fn finish(&self, ctx: &Context, ev: Greeting) -> StopEvent {
+//!         ctx.write_event_to_stream(ev.clone());
+//!         StopEvent::new(ev.text)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let workflow = Hello.build().expect("a valid workflow");
+//! let stop = workflow.run(StartEvent::new().with("name", "stepwise")).await.unwrap();
+//! assert_eq!(stop.result, "hello, stepwise");
+//! # }
+//! ```
+//!
+//! The macros are thin sugar over [`WorkflowBuilder`]; see its docs for the
+//! same workflow written by hand.
+//!
+//! ## How a run works
+//!
+//! All of a run's state lives in one reducer (`reducer.rs`): every change is a
+//! *tick* reduced in place, O(1) per tick, with no I/O and no clock. One tokio
+//! task per run (the driver) polls the step invocations and executes what the
+//! reducer decides. See `ARCHITECTURE.md` in the repository.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate self as stepwise;
+
+mod builtin;
+mod collect;
+mod context;
+mod error;
+mod event;
+mod reducer;
+mod run;
+mod step;
+mod validate;
+mod workflow;
+
+pub use builtin::{
+    FieldError, StartEvent, StepPhase, StepStateChanged, StopEvent, UnhandledEvent, WorkflowCancelled, WorkflowFailed,
+    WorkflowTimedOut,
+};
+pub use collect::CollectSet;
+pub use context::Context;
+pub use error::{RunError, SendError, StepError, StreamError};
+pub use event::{AnyEvent, Event, EventKind, EventType};
+pub use run::{EventStream, RunHandle, RunOptions};
+pub use step::{Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS};
+pub use stepwise_macros::{step, workflow, Event, EventUnion};
+pub use validate::{BuildError, ValidationIssue};
+pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
+
+/// Re-exported so generated code and users can name the stream trait.
+pub use futures_util::stream::{Stream, StreamExt};

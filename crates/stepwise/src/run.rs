@@ -1,0 +1,585 @@
+//! One run: its shared core, the driver task that executes reducer commands,
+//! and the outbox that carries the stream and the result to the caller.
+//!
+//! Step invocations are futures polled by the run's driver task (one tokio task
+//! per run, never one per event): starting a step is a push into a
+//! `FuturesUnordered`, finishing one is a poll result, and cancelling the rest
+//! is dropping them. Calls a step makes on its [`Context`] reduce their tick
+//! right away under the run's lock, so fan-in is decided in one place.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
+use futures_util::task::AtomicWaker;
+use tracing::Instrument;
+
+use crate::context::Context;
+use crate::error::{RunError, SendError, StepError, StreamError};
+use crate::event::{AnyEvent, Event};
+use crate::reducer::{Command, InvocationId, Outcome, RunState, StartWorker, StepIdx, Tick};
+use crate::step::{Emitted, StepFuture};
+use crate::workflow::WorkflowCore;
+
+/// Per-run options.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    run_id: Option<String>,
+    internal_events: bool,
+}
+
+impl RunOptions {
+    /// Default options: a generated run id, no internal events.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `run_id` instead of a generated id.
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Publishes [`StepStateChanged`](crate::StepStateChanged) events to the stream.
+    /// Off by default: they cost an allocation per step transition.
+    pub fn internal_events(mut self, on: bool) -> Self {
+        self.internal_events = on;
+        self
+    }
+}
+
+/// State guarded by the run lock: the reducer state plus work for the driver.
+struct RunCore {
+    state: RunState,
+    commands: Vec<Command>,
+    starts: Vec<StartWorker>,
+    finish: Option<Outcome>,
+}
+
+/// What the caller side reads: published events and the final result.
+#[derive(Default)]
+struct Outbox {
+    events: VecDeque<AnyEvent>,
+    stream: StreamState,
+    stream_waker: Option<Waker>,
+    result: Option<Result<AnyEvent, RunError>>,
+    result_waker: Option<Waker>,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum StreamState {
+    /// Nobody took the stream yet; keep events for a later `stream_events`.
+    #[default]
+    Waiting,
+    Taken,
+    /// Nobody will read; drop published events.
+    Detached,
+}
+
+/// Everything one run shares between its driver, its steps and its handle.
+pub(crate) struct RunShared {
+    pub(crate) workflow: Arc<WorkflowCore>,
+    pub(crate) run_id: String,
+    core: Mutex<RunCore>,
+    outbox: Mutex<Outbox>,
+    /// Set when the driver has starts or a finish to pick up.
+    pending: AtomicBool,
+    driver: AtomicWaker,
+}
+
+thread_local! {
+    /// The run whose driver is polling steps on this thread (address of its
+    /// `RunShared`), so steps' context calls can skip waking their own driver.
+    static POLLING_RUN: Cell<usize> = const { Cell::new(0) };
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the reducer half-updated in a
+    // way that matters more than losing the run, so keep going.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RunShared {
+    fn address(&self) -> usize {
+        self as *const RunShared as usize
+    }
+
+    /// Reduces `tick` and executes its commands: publishes go out at once
+    /// (preserving order), worker starts and the finish go to the driver.
+    pub(crate) fn apply(&self, tick: Tick) {
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        core.state.reduce(tick, &mut core.commands);
+        self.execute(core);
+    }
+
+    /// Offers `event` to a collect buffer of the invocation's step.
+    pub(crate) fn collect(
+        &self,
+        invocation: InvocationId,
+        buffer: &str,
+        event: AnyEvent,
+        expect: &crate::collect::Expectation<'_>,
+    ) -> Option<Vec<AnyEvent>> {
+        let mut guard = lock(&self.core);
+        if guard.state.is_finished() {
+            return None;
+        }
+        guard.state.collect(invocation, buffer, event, expect)
+    }
+
+    fn execute(&self, core: &mut RunCore) {
+        let mut handoff = false;
+        for command in core.commands.drain(..) {
+            match command {
+                Command::Publish(event) => self.publish(event),
+                Command::StartWorker(start) => {
+                    if self.workflow.verbose {
+                        println!(
+                            "[{} {}:{}] started from {}",
+                            self.run_id,
+                            self.workflow.steps[start.step].name(),
+                            start.worker,
+                            start.event.name()
+                        );
+                    }
+                    core.starts.push(start);
+                    handoff = true;
+                }
+                Command::Finish(outcome) => {
+                    core.finish = Some(outcome);
+                    handoff = true;
+                }
+            }
+        }
+        if handoff && !self.pending.swap(true, Ordering::AcqRel) && POLLING_RUN.get() != self.address() {
+            self.driver.wake();
+        }
+    }
+
+    fn publish(&self, event: AnyEvent) {
+        let mut outbox = lock(&self.outbox);
+        if outbox.stream == StreamState::Detached {
+            return;
+        }
+        outbox.events.push_back(event);
+        if let Some(waker) = outbox.stream_waker.take() {
+            drop(outbox);
+            waker.wake();
+        }
+    }
+
+    /// Sends an event into the run from a step or from outside.
+    pub(crate) fn send(&self, event: AnyEvent, target: Option<&str>) -> Result<(), SendError> {
+        let target = match target {
+            None => None,
+            Some(name) => Some(self.check_target(name, &event)?),
+        };
+        let mut guard = lock(&self.core);
+        if guard.state.is_finished() {
+            return Err(SendError::RunEnded {
+                run_id: self.run_id.clone(),
+                event: event.name(),
+            });
+        }
+        let core = &mut *guard;
+        core.state.reduce(Tick::AddEvent { event, target }, &mut core.commands);
+        self.execute(core);
+        Ok(())
+    }
+
+    fn check_target(&self, name: &str, event: &AnyEvent) -> Result<StepIdx, SendError> {
+        let Some(index) = self.workflow.step_index(name) else {
+            return Err(SendError::UnknownStep {
+                workflow: self.workflow.name.clone(),
+                step: name.to_owned(),
+                event: event.name(),
+            });
+        };
+        let step = &self.workflow.steps[index];
+        if !step.accepts(&event.event_type()) {
+            return Err(SendError::NotAccepted {
+                step: name.to_owned(),
+                event: event.name(),
+                accepted: step.accepts.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(index)
+    }
+
+    fn close(&self, result: Result<AnyEvent, RunError>) {
+        let (stream_waker, result_waker) = {
+            let mut outbox = lock(&self.outbox);
+            outbox.result = Some(result);
+            (outbox.stream_waker.take(), outbox.result_waker.take())
+        };
+        stream_waker.into_iter().chain(result_waker).for_each(Waker::wake);
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.outbox).result.is_some()
+    }
+}
+
+/// Generates a short, unique-enough run id (11 base62 characters).
+fn generate_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut n = hasher.finish();
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut id = String::with_capacity(11);
+    for _ in 0..11 {
+        id.push(ALPHABET[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    id
+}
+
+/// Creates the run and spawns its driver.
+pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, options: RunOptions) -> RunHandle<O> {
+    let run_id = options.run_id.unwrap_or_else(generate_run_id);
+    let shared = Arc::new(RunShared {
+        core: Mutex::new(RunCore {
+            state: RunState::new(Arc::clone(&workflow), options.internal_events),
+            commands: Vec::new(),
+            starts: Vec::new(),
+            finish: None,
+        }),
+        outbox: Mutex::new(Outbox::default()),
+        pending: AtomicBool::new(false),
+        driver: AtomicWaker::new(),
+        workflow,
+        run_id,
+    });
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
+            runtime.spawn(as_driver(Arc::clone(&shared), start).instrument(span));
+        }
+        Err(_) => shared.close(Err(RunError::NoRuntime {
+            run_id: shared.run_id.clone(),
+        })),
+    }
+    RunHandle {
+        shared,
+        _out: PhantomData,
+    }
+}
+
+/// A step invocation being polled by the driver. Catches panics so a failing
+/// step fails its run, never the process.
+struct StepTask {
+    invocation: InvocationId,
+    future: StepFuture,
+    span: tracing::Span,
+}
+
+impl Future for StepTask {
+    type Output = (InvocationId, Result<Emitted, StepError>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => Poll::Ready((this.invocation, result)),
+            Err(payload) => Poll::Ready((this.invocation, Err(StepError::panic(panic_message(&*payload))))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+enum Wake {
+    StepDone(InvocationId, Result<Emitted, StepError>),
+    Handoff,
+    Timeout,
+}
+
+/// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
+/// steps and the driver itself reduce never wake the driver needlessly.
+fn as_driver(shared: Arc<RunShared>, start: AnyEvent) -> impl Future<Output = ()> + Send {
+    let address = shared.address();
+    let mut driver = Box::pin(drive(shared, start));
+    poll_fn(move |cx| {
+        let previous = POLLING_RUN.replace(address);
+        let polled = driver.as_mut().poll(cx);
+        POLLING_RUN.set(previous);
+        polled
+    })
+}
+
+/// How many loop turns the driver makes before yielding to the scheduler, so a
+/// busy run cannot starve other tasks on its worker thread.
+const TURNS_PER_YIELD: u32 = 512;
+
+/// The run's driver: executes worker starts and the finish produced by the
+/// reducer, and turns step completions and the timer into ticks.
+async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
+    let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
+    let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+    let mut starts: Vec<StartWorker> = Vec::new();
+    let mut turns = 0u32;
+    shared.apply(Tick::AddEvent { event: start, target: None });
+    loop {
+        let finish = {
+            let mut core = lock(&shared.core);
+            shared.pending.store(false, Ordering::Release);
+            std::mem::swap(&mut core.starts, &mut starts);
+            core.finish.take()
+        };
+        if let Some(outcome) = finish {
+            drop(running); // cancels every in-flight invocation
+            finish_run(&shared, outcome);
+            return;
+        }
+        for start in starts.drain(..) {
+            running.push(step_task(&shared, start));
+        }
+        let wake = poll_fn(|cx| {
+            shared.driver.register(cx.waker());
+            if shared.pending.load(Ordering::Acquire) {
+                return Poll::Ready(Wake::Handoff);
+            }
+            if !running.is_empty() {
+                let polled = running.poll_next_unpin(cx);
+                if let Poll::Ready(Some((invocation, result))) = polled {
+                    return Poll::Ready(Wake::StepDone(invocation, result));
+                }
+                if shared.pending.load(Ordering::Acquire) {
+                    return Poll::Ready(Wake::Handoff);
+                }
+            }
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Wake::Timeout),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match wake {
+            Wake::StepDone(invocation, result) => shared.apply(Tick::StepDone { invocation, result }),
+            Wake::Timeout => {
+                timer = None;
+                shared.apply(Tick::Timeout);
+            }
+            Wake::Handoff => {}
+        }
+        turns += 1;
+        if turns % TURNS_PER_YIELD == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
+    let step = &shared.workflow.steps[start.step];
+    let span = tracing::info_span!(
+        "stepwise.step",
+        run_id = %shared.run_id,
+        step = %step.name(),
+        worker = start.worker,
+        event = start.event.name()
+    );
+    let ctx = Context::new(Arc::clone(shared), start.step, start.worker, start.invocation);
+    StepTask {
+        invocation: start.invocation,
+        future: (step.handler)(ctx, start.event),
+        span,
+    }
+}
+
+fn finish_run(shared: &RunShared, outcome: Outcome) {
+    let run_id = shared.run_id.clone();
+    let result = match outcome {
+        Outcome::Completed(stop) => Ok(stop),
+        Outcome::Failed { step, attempts, error } => Err(RunError::StepFailed {
+            run_id,
+            step: shared.workflow.steps[step].name().to_owned(),
+            attempts,
+            source: error,
+        }),
+        Outcome::TimedOut { active_steps } => Err(RunError::TimedOut {
+            run_id,
+            timeout: shared.workflow.timeout.unwrap_or_default(),
+            active_steps,
+        }),
+        Outcome::Cancelled => Err(RunError::Cancelled { run_id }),
+    };
+    match &result {
+        Ok(stop) => tracing::debug!(result = ?stop, "run completed"),
+        Err(error) => tracing::warn!(%error, "run ended without a result"),
+    }
+    if shared.workflow.verbose {
+        match &result {
+            Ok(stop) => println!("[{}] result: {:?}", shared.run_id, stop),
+            Err(error) => println!("[{}] ended: {error}", shared.run_id),
+        }
+    }
+    shared.close(result);
+}
+
+/// The caller's side of a run: await it for the typed result, stream its
+/// events, send it events, cancel it.
+///
+/// Dropping the handle does not stop the run.
+#[must_use = "a run keeps going without its handle, but its result is lost"]
+pub struct RunHandle<O> {
+    shared: Arc<RunShared>,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<O: Event> RunHandle<O> {
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
+    /// The run's published events, in order. The stream ends after the stop
+    /// event or a termination event. A run has one stream consumer: a second
+    /// call gets [`StreamError::AlreadyTaken`].
+    pub fn stream_events(&self) -> Result<EventStream, StreamError> {
+        let mut outbox = lock(&self.shared.outbox);
+        if outbox.stream != StreamState::Waiting {
+            return Err(StreamError::AlreadyTaken {
+                run_id: self.shared.run_id.clone(),
+            });
+        }
+        outbox.stream = StreamState::Taken;
+        Ok(EventStream {
+            shared: Arc::clone(&self.shared),
+            local: VecDeque::new(),
+            ended: false,
+        })
+    }
+
+    /// Sends an event into the run, to every step that accepts its type.
+    pub fn send_event<E: Event>(&self, event: E) -> Result<(), SendError> {
+        self.shared.send(AnyEvent::new(event), None)
+    }
+
+    /// Sends an event to one step, which must exist and accept its type.
+    pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
+        self.shared.send(AnyEvent::new(event), Some(step))
+    }
+
+    /// Cancels the run: in-flight steps are dropped, [`WorkflowCancelled`](crate::WorkflowCancelled)
+    /// is published, and awaiting the handle gives [`RunError::Cancelled`].
+    /// Does nothing if the run already ended.
+    pub fn cancel(&self) {
+        self.shared.apply(Tick::Cancel);
+    }
+
+    /// True once the run has ended (with a result or an error).
+    pub fn is_done(&self) -> bool {
+        self.shared.is_closed()
+    }
+}
+
+impl<O: Event> Future for RunHandle<O> {
+    type Output = Result<O, RunError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut outbox = lock(&self.shared.outbox);
+        match &outbox.result {
+            Some(result) => {
+                let result = result.clone();
+                drop(outbox);
+                Poll::Ready(result.and_then(|stop| {
+                    let found = stop.name();
+                    stop.downcast::<O>().map_err(|_| RunError::WrongStopType {
+                        run_id: self.shared.run_id.clone(),
+                        expected: O::NAME,
+                        found,
+                    })
+                }))
+            }
+            None => {
+                outbox.result_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<O> Drop for RunHandle<O> {
+    fn drop(&mut self) {
+        let mut outbox = lock(&self.shared.outbox);
+        if outbox.stream == StreamState::Waiting {
+            outbox.stream = StreamState::Detached;
+            outbox.events = VecDeque::new();
+        }
+    }
+}
+
+impl<O> std::fmt::Debug for RunHandle<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle").field("run_id", &self.shared.run_id).finish()
+    }
+}
+
+/// A run's published events, lossless and in order. Ends after the stop event
+/// or a termination event (when the run is over).
+pub struct EventStream {
+    shared: Arc<RunShared>,
+    /// Events already moved out of the outbox (taken in batches, one lock each).
+    local: VecDeque<AnyEvent>,
+    ended: bool,
+}
+
+impl Stream for EventStream {
+    type Item = AnyEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<AnyEvent>> {
+        let this = &mut *self;
+        if let Some(event) = this.local.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut outbox = lock(&this.shared.outbox);
+        std::mem::swap(&mut outbox.events, &mut this.local);
+        match this.local.pop_front() {
+            Some(event) => Poll::Ready(Some(event)),
+            None if outbox.result.is_some() => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            None => {
+                outbox.stream_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let mut outbox = lock(&self.shared.outbox);
+        outbox.stream = StreamState::Detached;
+        outbox.events = VecDeque::new();
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("run_id", &self.shared.run_id).finish()
+    }
+}

@@ -1,0 +1,363 @@
+//! Steps: what a step accepts, what it returns, and how a plain async function
+//! becomes a type-erased step handler.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::StepError;
+use crate::event::{AnyEvent, Event, EventType};
+
+/// The parameter type of a step: one event type, or a union of several
+/// (an enum with `#[derive(EventUnion)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a step's input",
+    note = "a step takes one event type (`#[derive(Event)]`) or an enum of events (`#[derive(EventUnion)]`)"
+)]
+pub trait StepInput: Sized + Send + 'static {
+    /// The event types this input accepts.
+    fn accepted_types() -> Vec<EventType>;
+    /// Converts a routed event, or gives it back if its type is not accepted.
+    fn from_event(event: AnyEvent) -> Result<Self, AnyEvent>;
+}
+
+impl<E: Event> StepInput for E {
+    fn accepted_types() -> Vec<EventType> {
+        vec![EventType::of::<E>()]
+    }
+    fn from_event(event: AnyEvent) -> Result<Self, AnyEvent> {
+        event.downcast::<E>()
+    }
+}
+
+/// What a step may return: an event, `Option`, an event union, `Vec` (fan-out),
+/// `()`, or any of these inside `Result<_, E>` with `E: std::error::Error`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from a step",
+    note = "a step returns an event, an `Option`, a `Vec` or an `#[derive(EventUnion)]` enum of events, or `()`, optionally inside `Result<_, E: std::error::Error>`"
+)]
+pub trait StepOutput: Send + 'static {
+    /// The event types this output can carry (used by validation and drawing).
+    fn emitted_types() -> Vec<EventType>;
+    /// Moves the produced events into `out`, or reports the step's failure.
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError>;
+}
+
+impl<E: Event> StepOutput for E {
+    fn emitted_types() -> Vec<EventType> {
+        vec![EventType::of::<E>()]
+    }
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
+        out.push(AnyEvent::new(self));
+        Ok(())
+    }
+}
+
+impl StepOutput for () {
+    fn emitted_types() -> Vec<EventType> {
+        Vec::new()
+    }
+    fn emit(self, _out: &mut Emitted) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+impl<T: StepOutput> StepOutput for Option<T> {
+    fn emitted_types() -> Vec<EventType> {
+        T::emitted_types()
+    }
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
+        match self {
+            Some(inner) => inner.emit(out),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: StepOutput> StepOutput for Vec<T> {
+    fn emitted_types() -> Vec<EventType> {
+        T::emitted_types()
+    }
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
+        out.reserve(self.len());
+        self.into_iter().try_for_each(|item| item.emit(out))
+    }
+}
+
+impl<T, E> StepOutput for Result<T, E>
+where
+    T: StepOutput,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn emitted_types() -> Vec<EventType> {
+        T::emitted_types()
+    }
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
+        match self {
+            Ok(inner) => inner.emit(out),
+            Err(error) => Err(as_step_error(error)),
+        }
+    }
+}
+
+/// Keeps a `StepError` as it is instead of wrapping it a second time.
+fn as_step_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> StepError {
+    let mut slot = Some(error);
+    if let Some(step_error) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<StepError>>() {
+        if let Some(step_error) = step_error.take() {
+            return step_error;
+        }
+    }
+    match slot {
+        Some(error) => StepError::new(error),
+        None => StepError::msg("step error was already taken"),
+    }
+}
+
+/// The events one step invocation produced, in order. Holds one event without
+/// allocating a vector (the common case).
+#[derive(Debug, Default)]
+pub struct Emitted {
+    first: Option<AnyEvent>,
+    rest: Vec<AnyEvent>,
+}
+
+impl Emitted {
+    /// Appends an event.
+    pub fn push(&mut self, event: AnyEvent) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(event);
+        } else {
+            self.rest.push(event);
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        if additional > 1 {
+            self.rest.reserve(additional);
+        }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// True when the invocation produced nothing.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    /// The events, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &AnyEvent> {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
+
+impl IntoIterator for Emitted {
+    type Item = AnyEvent;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<AnyEvent>, std::vec::IntoIter<AnyEvent>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+/// A boxed step future, as the engine stores it.
+pub(crate) type StepFuture = Pin<Box<dyn Future<Output = Result<Emitted, StepError>> + Send>>;
+
+/// A type-erased step body.
+pub(crate) type ErasedHandler = Arc<dyn Fn(Context, AnyEvent) -> StepFuture + Send + Sync>;
+
+/// An async function usable as a step body: `Fn(E) -> impl Future<Output = R>`
+/// or `Fn(Context, E) -> impl Future<Output = R>`, where `E: StepInput` and
+/// `R: StepOutput`. `Args` only tells the two shapes apart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a step handler",
+    note = "a step handler is `Fn(E) -> impl Future<Output = R>` or `Fn(Context, E) -> impl Future<Output = R>` with an event input `E` and a step output `R`, and must be `Send + Sync + 'static`"
+)]
+pub trait Handler<Args>: Send + Sync + 'static {
+    /// The step's input.
+    type Input: StepInput;
+    /// The step's output.
+    type Output: StepOutput;
+    /// Runs the body.
+    fn call(&self, ctx: Context, input: Self::Input) -> impl Future<Output = Self::Output> + Send + 'static;
+}
+
+impl<F, Fut, I, R> Handler<(I,)> for F
+where
+    F: Fn(I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    I: StepInput,
+    R: StepOutput,
+{
+    type Input = I;
+    type Output = R;
+    fn call(&self, _ctx: Context, input: I) -> impl Future<Output = R> + Send + 'static {
+        self(input)
+    }
+}
+
+impl<F, Fut, I, R> Handler<(Context, I)> for F
+where
+    F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    I: StepInput,
+    R: StepOutput,
+{
+    type Input = I;
+    type Output = R;
+    fn call(&self, ctx: Context, input: I) -> impl Future<Output = R> + Send + 'static {
+        self(ctx, input)
+    }
+}
+
+/// Erases a handler: downcast the routed event, run the body, collect its output.
+pub(crate) fn erase<H, Args>(handler: H) -> ErasedHandler
+where
+    H: Handler<Args>,
+{
+    Arc::new(move |ctx: Context, event: AnyEvent| -> StepFuture {
+        match H::Input::from_event(event) {
+            Ok(input) => {
+                let body = handler.call(ctx, input);
+                Box::pin(async move {
+                    let mut out = Emitted::default();
+                    body.await.emit(&mut out).map(|()| out)
+                })
+            }
+            Err(event) => {
+                let error = StepError::msg(format!(
+                    "step `{}` was handed `{}`, which it does not accept (routing bug)",
+                    ctx.step_name(),
+                    event.name()
+                ));
+                Box::pin(std::future::ready(Err(error)))
+            }
+        }
+    })
+}
+
+/// A graph check that can be skipped per step or per workflow.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GraphCheck {
+    /// Every step is reachable from the start event (or a human response).
+    Reachability,
+    /// Every step that emits something has a path to the stop event (or an input request).
+    DeadEnd,
+    /// Every produced event is consumed by some step.
+    TerminalEvent,
+}
+
+impl GraphCheck {
+    /// The check's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphCheck::Reachability => "reachability",
+            GraphCheck::DeadEnd => "dead_end",
+            GraphCheck::TerminalEvent => "terminal_event",
+        }
+    }
+}
+
+/// Default number of concurrent invocations per step.
+pub const DEFAULT_NUM_WORKERS: usize = 4;
+
+/// How a step is registered: its name, concurrency and declarations.
+#[derive(Clone, Debug)]
+pub struct StepConfig {
+    pub(crate) name: String,
+    pub(crate) num_workers: usize,
+    pub(crate) extra_emits: Vec<EventType>,
+    pub(crate) skip_checks: Vec<GraphCheck>,
+    pub(crate) doc: Option<String>,
+}
+
+impl StepConfig {
+    /// A step called `name` with the default settings (4 workers).
+    pub fn new(name: impl Into<String>) -> Self {
+        StepConfig {
+            name: name.into(),
+            num_workers: DEFAULT_NUM_WORKERS,
+            extra_emits: Vec::new(),
+            skip_checks: Vec::new(),
+            doc: None,
+        }
+    }
+
+    /// At most `n` invocations of this step run at once; the rest queue in
+    /// arrival order. Must be at least 1 (checked when the workflow is built).
+    pub fn num_workers(mut self, n: usize) -> Self {
+        self.num_workers = n;
+        self
+    }
+
+    /// Declares that the step sends `E` through [`Context::send_event`], so that
+    /// validation and drawings know about it.
+    pub fn emits<E: Event>(mut self) -> Self {
+        self.extra_emits.push(EventType::of::<E>());
+        self
+    }
+
+    /// Skips a graph check for this step.
+    pub fn skip_check(mut self, check: GraphCheck) -> Self {
+        self.skip_checks.push(check);
+        self
+    }
+
+    /// The step's documentation (shown in drawings).
+    pub fn doc(mut self, doc: impl Into<String>) -> Self {
+        self.doc = Some(doc.into());
+        self
+    }
+}
+
+/// A registered step: configuration, declared types and erased body.
+pub(crate) struct StepSpec {
+    pub(crate) config: StepConfig,
+    pub(crate) accepts: Vec<EventType>,
+    pub(crate) returns: Vec<EventType>,
+    pub(crate) handler: ErasedHandler,
+}
+
+impl StepSpec {
+    pub(crate) fn new<H: Handler<Args>, Args>(config: StepConfig, handler: H) -> Self {
+        StepSpec {
+            accepts: <H::Input as StepInput>::accepted_types(),
+            returns: <H::Output as StepOutput>::emitted_types(),
+            config,
+            handler: erase(handler),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Everything the step can emit: its return types plus declared sends.
+    pub(crate) fn emits(&self) -> impl Iterator<Item = EventType> + '_ {
+        self.returns.iter().chain(self.config.extra_emits.iter()).copied()
+    }
+
+    pub(crate) fn accepts(&self, ty: &EventType) -> bool {
+        self.accepts.contains(ty)
+    }
+}
+
+/// A read-only description of a step, for tools and drawings.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// The step's name.
+    pub name: String,
+    /// Events that trigger it.
+    pub accepts: Vec<EventType>,
+    /// Events it can return.
+    pub returns: Vec<EventType>,
+    /// Events it declared it sends with `send_event`.
+    pub sends: Vec<EventType>,
+    /// Its concurrency limit.
+    pub num_workers: usize,
+    /// Its doc comment.
+    pub doc: Option<String>,
+}

@@ -1,0 +1,265 @@
+//! Workflow definitions: the builder, the validated [`Workflow`], and the
+//! [`WorkflowDefinition`] trait that `#[workflow]` implements.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::builtin::{StartEvent, StopEvent};
+use crate::event::{Event, EventType};
+use crate::run::{self, RunHandle, RunOptions};
+use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepSpec};
+use crate::validate::{self, BuildError};
+
+/// The validated, immutable definition shared by all runs of a workflow.
+pub(crate) struct WorkflowCore {
+    pub(crate) name: String,
+    pub(crate) doc: Option<String>,
+    pub(crate) steps: Vec<StepSpec>,
+    pub(crate) start: EventType,
+    pub(crate) stop: EventType,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) verbose: bool,
+    routes: HashMap<TypeId, Vec<usize>>,
+    by_name: HashMap<String, usize>,
+}
+
+impl WorkflowCore {
+    /// Steps accepting `ty`, in definition order.
+    pub(crate) fn acceptors(&self, ty: &EventType) -> &[usize] {
+        self.routes.get(&ty.type_id()).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn step_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+}
+
+/// Builds a [`Workflow`] from steps, without macros.
+///
+/// `#[workflow]` expands to exactly these calls, so anything the macro does can
+/// be written by hand:
+///
+/// ```
+/// use stepwise::{Context, StartEvent, StopEvent, Workflow};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let wf = Workflow::builder("echo")
+///     .step("echo", |ev: StartEvent| async move {
+///         StopEvent::new(ev.get::<String>("text").unwrap_or_default())
+///     })
+///     .build()
+///     .unwrap();
+/// let stop = wf.run(StartEvent::new().with("text", "hi")).await.unwrap();
+/// assert_eq!(stop.result, "hi");
+/// # }
+/// ```
+pub struct WorkflowBuilder<S = StartEvent, O = StopEvent> {
+    name: String,
+    doc: Option<String>,
+    steps: Vec<StepSpec>,
+    timeout: Option<Duration>,
+    verbose: bool,
+    skip_checks: Vec<GraphCheck>,
+    _io: PhantomData<fn(S) -> O>,
+}
+
+impl<S: Event, O: Event> WorkflowBuilder<S, O> {
+    /// A workflow called `name`, started by `S` and completed by `O`.
+    pub fn new(name: impl Into<String>) -> Self {
+        WorkflowBuilder {
+            name: name.into(),
+            doc: None,
+            steps: Vec::new(),
+            timeout: None,
+            verbose: false,
+            skip_checks: Vec::new(),
+            _io: PhantomData,
+        }
+    }
+
+    /// The workflow's description (shown in drawings and listings).
+    pub fn doc(mut self, doc: impl Into<String>) -> Self {
+        self.doc = Some(doc.into());
+        self
+    }
+
+    /// Adds a step with default settings. `handler` is an async function taking
+    /// the event (and optionally a [`Context`](crate::Context) first).
+    pub fn step<H, Args>(self, name: impl Into<String>, handler: H) -> Self
+    where
+        H: Handler<Args>,
+    {
+        self.step_with(StepConfig::new(name), handler)
+    }
+
+    /// Adds a step with explicit settings.
+    pub fn step_with<H, Args>(mut self, config: StepConfig, handler: H) -> Self
+    where
+        H: Handler<Args>,
+    {
+        self.steps.push(StepSpec::new(config, handler));
+        self
+    }
+
+    /// Ends every run that takes longer than `timeout` (off by default).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets or clears the timeout.
+    pub fn timeout_opt(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Prints each step start and finish and the result as runs proceed.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Skips a graph check for the whole workflow.
+    pub fn skip_check(mut self, check: GraphCheck) -> Self {
+        self.skip_checks.push(check);
+        self
+    }
+
+    /// Validates the definition and returns the runnable workflow.
+    pub fn build(self) -> Result<Workflow<S, O>, BuildError> {
+        let (start, stop) = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
+        let mut routes: HashMap<TypeId, Vec<usize>> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (index, step) in self.steps.iter().enumerate() {
+            by_name.insert(step.name().to_owned(), index);
+            for ty in &step.accepts {
+                let acceptors = routes.entry(ty.type_id()).or_default();
+                if !acceptors.contains(&index) {
+                    acceptors.push(index);
+                }
+            }
+        }
+        Ok(Workflow {
+            core: Arc::new(WorkflowCore {
+                name: self.name,
+                doc: self.doc,
+                steps: self.steps,
+                start,
+                stop,
+                timeout: self.timeout,
+                verbose: self.verbose,
+                routes,
+                by_name,
+            }),
+            _io: PhantomData,
+        })
+    }
+}
+
+/// A validated workflow. Cheap to clone; many runs may proceed at once.
+///
+/// `S` is the start event type (what [`run`](Workflow::run) takes) and `O` the
+/// stop event type (what the run's handle resolves to).
+pub struct Workflow<S = StartEvent, O = StopEvent> {
+    pub(crate) core: Arc<WorkflowCore>,
+    _io: PhantomData<fn(S) -> O>,
+}
+
+impl<S, O> Clone for Workflow<S, O> {
+    fn clone(&self) -> Self {
+        Workflow {
+            core: Arc::clone(&self.core),
+            _io: PhantomData,
+        }
+    }
+}
+
+impl Workflow<StartEvent, StopEvent> {
+    /// A builder for a workflow started by [`StartEvent`] and completed by
+    /// [`StopEvent`]. Use [`WorkflowBuilder::new`] for custom start/stop types.
+    pub fn builder(name: impl Into<String>) -> WorkflowBuilder<StartEvent, StopEvent> {
+        WorkflowBuilder::new(name)
+    }
+}
+
+impl<S: Event, O: Event> Workflow<S, O> {
+    /// Starts a run. Must be called inside a tokio runtime; otherwise the handle
+    /// resolves to [`RunError::NoRuntime`](crate::RunError::NoRuntime).
+    pub fn run(&self, start: S) -> RunHandle<O> {
+        self.run_with(start, RunOptions::default())
+    }
+
+    /// Starts a run with options (run id, internal events).
+    pub fn run_with(&self, start: S, options: RunOptions) -> RunHandle<O> {
+        run::start(Arc::clone(&self.core), start.into(), options)
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// The workflow's description.
+    pub fn doc(&self) -> Option<&str> {
+        self.core.doc.as_deref()
+    }
+
+    /// The start event type.
+    pub fn start_event(&self) -> EventType {
+        self.core.start
+    }
+
+    /// The stop event type.
+    pub fn stop_event(&self) -> EventType {
+        self.core.stop
+    }
+
+    /// The configured timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.core.timeout
+    }
+
+    /// Every step, in definition order.
+    pub fn steps(&self) -> Vec<StepInfo> {
+        self.core
+            .steps
+            .iter()
+            .map(|s| StepInfo {
+                name: s.name().to_owned(),
+                accepts: s.accepts.clone(),
+                returns: s.returns.clone(),
+                sends: s.config.extra_emits.clone(),
+                num_workers: s.config.num_workers,
+                doc: s.config.doc.clone(),
+            })
+            .collect()
+    }
+}
+
+impl<S, O> std::fmt::Debug for Workflow<S, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("name", &self.core.name)
+            .field("steps", &self.core.steps.iter().map(StepSpec::name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A type that defines a workflow; `#[workflow]` implements it.
+pub trait WorkflowDefinition: Sized + Send + Sync + 'static {
+    /// The start event type.
+    type Start: Event;
+    /// The stop event type.
+    type Stop: Event;
+
+    /// The unvalidated builder, to adjust (timeout, verbose) before building.
+    fn builder(self) -> WorkflowBuilder<Self::Start, Self::Stop>;
+
+    /// Validates and returns the runnable workflow.
+    fn build(self) -> Result<Workflow<Self::Start, Self::Stop>, BuildError> {
+        self.builder().build()
+    }
+}

@@ -1,0 +1,13 @@
+use stepwise::{step, workflow, StartEvent, StopEvent};
+
+struct Flow;
+
+#[workflow]
+impl Flow {
+    #[step]
+    async fn go(&mut self, _ev: StartEvent) -> StopEvent {
+        StopEvent::default()
+    }
+}
+
+fn main() {}

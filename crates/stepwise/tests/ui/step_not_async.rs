@@ -1,0 +1,13 @@
+use stepwise::{step, workflow, StartEvent, StopEvent};
+
+struct Flow;
+
+#[workflow]
+impl Flow {
+    #[step]
+    fn go(&self, _ev: StartEvent) -> StopEvent {
+        StopEvent::default()
+    }
+}
+
+fn main() {}

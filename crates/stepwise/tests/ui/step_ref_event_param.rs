@@ -1,0 +1,13 @@
+use stepwise::{step, workflow, Context, StartEvent, StopEvent};
+
+struct Flow;
+
+#[workflow]
+impl Flow {
+    #[step]
+    async fn go(&self, _ctx: &Context, _ev: &StartEvent) -> StopEvent {
+        StopEvent::default()
+    }
+}
+
+fn main() {}

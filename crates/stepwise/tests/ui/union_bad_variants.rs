@@ -1,0 +1,10 @@
+use stepwise::{EventUnion, StartEvent, StopEvent};
+
+#[derive(EventUnion)]
+enum Either {
+    Nothing,
+    Start(StartEvent),
+    Pair(StartEvent, StopEvent),
+}
+
+fn main() {}

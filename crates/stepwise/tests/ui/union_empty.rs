@@ -1,0 +1,6 @@
+use stepwise::EventUnion;
+
+#[derive(EventUnion)]
+enum Nothing {}
+
+fn main() {}

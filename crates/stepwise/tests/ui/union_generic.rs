@@ -1,0 +1,8 @@
+use stepwise::EventUnion;
+
+#[derive(EventUnion)]
+enum Either<T> {
+    One(T),
+}
+
+fn main() {}

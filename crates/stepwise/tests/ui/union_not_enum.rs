@@ -1,0 +1,6 @@
+use stepwise::{EventUnion, StartEvent};
+
+#[derive(EventUnion)]
+struct Single(StartEvent);
+
+fn main() {}

@@ -1,0 +1,6 @@
+use stepwise::workflow;
+
+#[workflow]
+struct Flow;
+
+fn main() {}
