@@ -17,10 +17,7 @@ const GRAPH_CHECKS: &str = "reachability, dead_end, terminal_event";
 
 /// The key of a nested meta item as the user wrote it, for error messages.
 fn key_name(meta: &ParseNestedMeta) -> String {
-    meta.path
-        .to_token_stream()
-        .to_string()
-        .replace(' ', "")
+    meta.path.to_token_stream().to_string().replace(' ', "")
 }
 
 /// Stores `value` in `slot`, rejecting a key that was already given.
@@ -36,19 +33,13 @@ fn set_once<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta) -> syn::R
 fn parse_name(meta: &ParseNestedMeta, what: &str) -> syn::Result<LitStr> {
     let lit: LitStr = meta.value()?.parse()?;
     if lit.value().trim().is_empty() {
-        return Err(syn::Error::new(
-            lit.span(),
-            format!("{what} name must not be empty"),
-        ));
+        return Err(syn::Error::new(lit.span(), format!("{what} name must not be empty")));
     }
     Ok(lit)
 }
 
 /// Parses `[A, B]` or a single item `A` after `=`.
-fn parse_list<T>(
-    input: ParseStream,
-    item: fn(ParseStream) -> syn::Result<T>,
-) -> syn::Result<Vec<T>> {
+fn parse_list<T>(input: ParseStream, item: fn(ParseStream) -> syn::Result<T>) -> syn::Result<Vec<T>> {
     if !input.peek(syn::token::Bracket) {
         return Ok(vec![item(input)?]);
     }
@@ -140,9 +131,7 @@ impl EventArgs {
             )));
         }
         match self.kind {
-            Some(prev) if prev == flag => {
-                Err(meta.error(format!("duplicate `{}` option", flag.key())))
-            }
+            Some(prev) if prev == flag => Err(meta.error(format!("duplicate `{}` option", flag.key()))),
             Some(prev) => Err(meta.error(format!(
                 "an event has at most one kind, but both `{}` and `{}` are given",
                 prev.key(),
@@ -289,22 +278,16 @@ impl StepArgs {
 fn parse_num_workers(meta: &ParseNestedMeta) -> syn::Result<usize> {
     let expr: Expr = meta.value()?.parse()?;
     match &expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(int), ..
-        }) => {
+        Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => {
             let n: usize = int.base10_parse()?;
             if n == 0 {
-                return Err(syn::Error::new(
-                    int.span(),
-                    "num_workers must be at least 1",
-                ));
+                return Err(syn::Error::new(int.span(), "num_workers must be at least 1"));
             }
             Ok(n)
         }
-        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => Err(syn::Error::new_spanned(
-            &expr,
-            "num_workers must be at least 1",
-        )),
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
+            Err(syn::Error::new_spanned(&expr, "num_workers must be at least 1"))
+        }
         _ => Err(syn::Error::new_spanned(
             &expr,
             "num_workers must be an integer literal, e.g. `num_workers = 4`",
@@ -338,7 +321,8 @@ pub fn doc_string(attrs: &[Attribute]) -> Option<String> {
     let lines: Vec<String> = attrs.iter().filter_map(doc_literal).collect();
     let joined = lines
         .iter()
-        .flat_map(|chunk| chunk.lines())
+        // `split`, not `lines`: a bare `///` is `""`, a paragraph break to keep.
+        .flat_map(|chunk| chunk.split('\n'))
         .map(str::trim)
         .collect::<Vec<_>>()
         .join("\n");
@@ -352,9 +336,7 @@ fn doc_literal(attr: &Attribute) -> Option<String> {
     }
     match &attr.meta {
         Meta::NameValue(nv) => match &nv.value {
-            Expr::Lit(ExprLit {
-                lit: Lit::Str(s), ..
-            }) => Some(s.value()),
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.value()),
             _ => None,
         },
         _ => None,
@@ -374,10 +356,7 @@ mod tests {
             parse_quote!(#[doc = "  Second."]),
             parse_quote!(#[inline]),
         ];
-        assert_eq!(
-            doc_string(&attrs).as_deref(),
-            Some("First line.\n\nSecond.")
-        );
+        assert_eq!(doc_string(&attrs).as_deref(), Some("First line.\n\nSecond."));
     }
 
     #[test]
@@ -431,11 +410,12 @@ mod tests {
 
     #[test]
     fn workflow_args_parse() {
-        let args = WorkflowArgs::parse(quote::quote!(name = "w", start = S, stop = a::O))
-            .expect("valid options");
+        let args = WorkflowArgs::parse(quote::quote!(name = "w", start = S, stop = a::O)).expect("valid options");
         assert_eq!(args.name.map(|n| n.value()).as_deref(), Some("w"));
         assert!(args.start.is_some() && args.stop.is_some());
-        let err = WorkflowArgs::parse(quote::quote!(begin = S)).err().expect("should fail");
+        let err = WorkflowArgs::parse(quote::quote!(begin = S))
+            .err()
+            .expect("should fail");
         assert!(err.to_string().contains("valid options are: name, start, stop"));
     }
 }

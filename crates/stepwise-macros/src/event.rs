@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, LitStr};
+use syn::{Attribute, Data, DeriveInput, Fields, LitStr};
 
 use crate::attrs::EventArgs;
 
@@ -20,6 +20,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             "#[derive(Event)] supports structs and enums, not unions",
         ));
     }
+    reject_inner_event_attrs(&input.data)?;
     let args = EventArgs::from_attrs(&input.attrs)?;
     let ident = &input.ident;
     let name = args
@@ -53,4 +54,30 @@ pub fn reject_generics(input: &DeriveInput, derive: &str) -> syn::Result<()> {
              an event needs one stable name; define a concrete type per event"
         ),
     ))
+}
+
+/// `event` is a derive helper, so rustc accepts `#[event(..)]` on fields and
+/// variants too; there it would be silently ignored, so reject it.
+fn reject_inner_event_attrs(data: &Data) -> syn::Result<()> {
+    let fields: Vec<&Fields> = match data {
+        Data::Struct(s) => vec![&s.fields],
+        Data::Enum(e) => e.variants.iter().map(|v| &v.fields).collect(),
+        Data::Union(_) => Vec::new(),
+    };
+    let variant_attrs = match data {
+        Data::Enum(e) => e.variants.iter().flat_map(|v| &v.attrs).collect(),
+        _ => Vec::new(),
+    };
+    let field_attrs = fields.into_iter().flatten().flat_map(|f| &f.attrs);
+    let misplaced = variant_attrs
+        .into_iter()
+        .chain(field_attrs)
+        .find(|a: &&Attribute| a.path().is_ident("event"));
+    match misplaced {
+        Some(attr) => Err(syn::Error::new_spanned(
+            attr,
+            "#[event(..)] goes on the event type itself, not on its fields or variants",
+        )),
+        None => Ok(()),
+    }
 }

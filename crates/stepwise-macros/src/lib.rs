@@ -24,7 +24,8 @@
 //!
 //! On an enum whose variants each wrap one event type, implements
 //! `StepInput` (a step taking the enum accepts any of the events),
-//! `StepOutput` (a step returning it emits the wrapped event), and
+//! `StepOutput` (a step returning it emits the wrapped event), `ToAnyEvent`
+//! (so `ctx.collect_events(&union, ..)` takes it as it is), and
 //! `From<Event>` for each variant.
 //!
 //! ```ignore
@@ -58,7 +59,7 @@
 //! ```
 //!
 //! `#[workflow]` is thin sugar over the public builder API. The block above
-//! expands to the block itself (without `#[step]`) plus:
+//! becomes the block itself (without `#[step]`) plus the equivalent of:
 //!
 //! ```ignore
 //! impl stepwise::WorkflowDefinition for Greeter {
@@ -79,8 +80,13 @@
 //! }
 //! ```
 //!
-//! so anything the macro does can also be written by hand. `#[step]` used
-//! outside a `#[workflow]` block is a compile error.
+//! so anything the macro does can also be written by hand. (The real
+//! expansion also checks each step's event and return types on their own, so
+//! a wrong type is reported on that type.)
+//!
+//! Inside a `#[workflow]` block, `#[step]` works with or without
+//! `use stepwise::step;` (an import is never reported unused). Used outside
+//! a `#[workflow]` block, `#[step]` is a compile error.
 //!
 //! Every macro reports mistakes as compile errors spanned on the offending
 //! tokens, and re-emits the annotated item unchanged so IDEs keep working.

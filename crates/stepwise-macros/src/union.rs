@@ -43,6 +43,11 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
             Self::#variant(inner) => out.push(::stepwise::AnyEvent::new::<#ty>(inner)),
         }
     });
+    let copies = members.iter().map(|Member { variant, ty }| {
+        quote! {
+            Self::#variant(inner) => ::stepwise::AnyEvent::new::<#ty>(::std::clone::Clone::clone(inner)),
+        }
+    });
     let froms = members.iter().map(|Member { variant, ty }| {
         quote! {
             #[automatically_derived]
@@ -82,6 +87,15 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
                     #(#emits)*
                 }
                 ::std::result::Result::Ok(())
+            }
+        }
+
+        #[automatically_derived]
+        impl ::stepwise::ToAnyEvent for #ident {
+            fn to_any_event(&self) -> ::stepwise::AnyEvent {
+                match self {
+                    #(#copies)*
+                }
             }
         }
 
@@ -142,10 +156,7 @@ fn member(variant: &Variant) -> syn::Result<Member<'_>> {
 /// `From` impls conflict.
 fn check_distinct<'a>(seen: &[Member<'a>], m: Member<'a>) -> syn::Result<Member<'a>> {
     let key = m.ty.to_token_stream().to_string();
-    match seen
-        .iter()
-        .find(|s| s.ty.to_token_stream().to_string() == key)
-    {
+    match seen.iter().find(|s| s.ty.to_token_stream().to_string() == key) {
         Some(prev) => Err(syn::Error::new_spanned(
             m.ty,
             format!(

@@ -7,10 +7,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{
-    Attribute, FnArg, GenericParam, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, PatType,
-    Signature, Type,
-};
+use syn::{Attribute, FnArg, GenericParam, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, PatType, Signature, Type};
 
 use crate::attrs::{doc_string, StepArgs, WorkflowArgs};
 use crate::combine;
@@ -39,7 +36,7 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     // Strip first so that even on error the re-emitted block carries no
     // `#[step]` (which would add a misleading second error).
     let marked = take_step_attrs(&mut imp);
-    let uses = step_path_uses(&marked);
+    let uses = step_path_uses(&imp.self_ty, &marked);
     match expand(args, &imp, marked) {
         Ok(definition) => quote!(#imp #uses #definition),
         Err(err) => with_error(quote!(#imp #uses), err),
@@ -66,11 +63,13 @@ fn expand(args: TokenStream, imp: &ItemImpl, marked: Vec<Marked>) -> syn::Result
 }
 
 /// `#[workflow]` consumes the `#[step]` attributes before name resolution,
-/// which would leave the user's `use stepwise::step;` reported as unused.
-/// Importing each distinct path once (spanned on the user's attribute)
-/// keeps that import used (also when we report an error), and an
-/// unimported `#[step]` still errors there.
-fn step_path_uses(marked: &[Marked]) -> TokenStream {
+/// which would leave a user's `use stepwise::step;` reported as unused. So
+/// each distinct path is imported once (`use step as _;`), which marks that
+/// import used. `#[step]` also works without an import, so a bare `step`
+/// gets a fallback: a glob import of a private module re-exporting
+/// `::stepwise::step`. Globs are shadowed by explicit imports, so the user's
+/// own import still wins (and is the one marked used).
+fn step_path_uses(self_ty: &Type, marked: &[Marked]) -> TokenStream {
     let mut seen: Vec<String> = Vec::new();
     let mut uses = TokenStream::new();
     for attr in marked.iter().flat_map(|m| &m.attrs) {
@@ -87,7 +86,31 @@ fn step_path_uses(marked: &[Marked]) -> TokenStream {
     if uses.is_empty() {
         return uses;
     }
-    quote!(const _: () = { #uses };)
+    let fallback = seen.iter().any(|k| k == "step").then(|| step_fallback(self_ty));
+    quote! {
+        #fallback
+        const _: () = { #uses };
+    }
+}
+
+/// The private module that lets a bare `#[step]` resolve without an import.
+/// Named after the workflow type so two workflows in one module do not clash.
+fn step_fallback(self_ty: &Type) -> TokenStream {
+    let ident = match self_ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    let module = quote::format_ident!("__stepwise_step_{}", ident.unwrap_or_default());
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod #module {
+            #[allow(unused_imports)]
+            pub use ::stepwise::step;
+        }
+        #[allow(unused_imports)]
+        use #module::*;
+    }
 }
 
 /// `impl Type`, for spans that point at the block header.
@@ -122,12 +145,7 @@ struct Marked {
 }
 
 fn is_step_attr(attr: &Attribute) -> bool {
-    let segments: Vec<String> = attr
-        .path()
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect();
+    let segments: Vec<String> = attr.path().segments.iter().map(|s| s.ident.to_string()).collect();
     matches!(
         segments.iter().map(String::as_str).collect::<Vec<_>>()[..],
         ["step"] | ["stepwise", "step"]
@@ -154,10 +172,7 @@ fn take_step_attrs(imp: &mut ItemImpl) -> Vec<Marked> {
         let (steps, rest): (Vec<_>, Vec<_>) = attrs.drain(..).partition(is_step_attr);
         *attrs = rest;
         if !steps.is_empty() {
-            marked.push(Marked {
-                index,
-                attrs: steps,
-            });
+            marked.push(Marked { index, attrs: steps });
         }
     }
     marked
@@ -403,10 +418,7 @@ fn default_name(self_ty: &Type) -> LitStr {
             Some(seg) => LitStr::new(&seg.ident.to_string(), seg.ident.span()),
             None => LitStr::new("workflow", self_ty.span()),
         },
-        other => LitStr::new(
-            &other.to_token_stream().to_string().replace(' ', ""),
-            other.span(),
-        ),
+        other => LitStr::new(&other.to_token_stream().to_string().replace(' ', ""), other.span()),
     }
 }
 
@@ -421,9 +433,12 @@ fn step_config(step: &Step) -> TokenStream {
     let name = &step.name;
     let workers = step.args.num_workers.map(|n| quote!(.num_workers(#n)));
     // Spanned on the user's type so a non-Event type errors right there.
-    let emits = step.args.emits.iter().flatten().map(|ty| {
-        quote_spanned!(ty.span()=> .emits::<#ty>())
-    });
+    let emits = step
+        .args
+        .emits
+        .iter()
+        .flatten()
+        .map(|ty| quote_spanned!(ty.span()=> .emits::<#ty>()));
     let skips = step.args.skip_checks.iter().flatten().map(|check| {
         let variant = check.variant();
         quote!(.skip_check(::stepwise::GraphCheck::#variant))
@@ -450,10 +465,7 @@ fn handler(self_ty: &Type, step: &Step) -> TokenStream {
             quote!(<#self_ty>::#method(&*this, &ctx, ev)),
         )
     } else {
-        (
-            quote!(ev: #event_ty),
-            quote!(<#self_ty>::#method(&*this, ev)),
-        )
+        (quote!(ev: #event_ty), quote!(<#self_ty>::#method(&*this, ev)))
     };
     quote_spanned! {method.span()=>
         {

@@ -43,10 +43,7 @@ impl<'a> Expectation<'a> {
     }
 
     fn wanted(&self, ty: TypeId) -> usize {
-        self.counts
-            .iter()
-            .find(|(id, _)| *id == ty)
-            .map_or(0, |(_, n)| *n)
+        self.counts.iter().find(|(id, _)| *id == ty).map_or(0, |(_, n)| *n)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::collect::{CollectSet, Expectation};
 use crate::error::SendError;
-use crate::event::{AnyEvent, Event, EventType};
+use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
 use crate::reducer::{InvocationId, StepIdx, Tick};
 use crate::run::RunShared;
 
@@ -88,16 +88,20 @@ impl Context {
     ///
     /// Exactly one invocation receives a full set, even when the last events
     /// arrive at the same instant.
-    pub fn collect_events<E: Event>(&self, event: &E, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
+    pub fn collect_events(&self, event: &impl ToAnyEvent, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
         self.collect_events_in(DEFAULT_BUFFER, event, expected)
     }
 
     /// [`Context::collect_events`] with a named buffer, for steps that run
     /// several independent fan-ins.
-    pub fn collect_events_in<E: Event>(&self, buffer: &str, event: &E, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
+    pub fn collect_events_in(
+        &self,
+        buffer: &str,
+        event: &impl ToAnyEvent,
+        expected: &[EventType],
+    ) -> Option<Vec<AnyEvent>> {
         let expect = Expectation::list(expected);
-        self.run
-            .collect(self.invocation, buffer, AnyEvent::new(event.clone()), &expect)
+        self.run.collect(self.invocation, buffer, event.to_any_event(), &expect)
     }
 
     /// Fan-in, typed: waits for one event of each tuple type.
@@ -105,7 +109,7 @@ impl Context {
     /// ```ignore
     /// if let Some((header, body)) = ctx.collect::<(Header, Body)>(&ev) { … }
     /// ```
-    pub fn collect<T: CollectSet>(&self, event: &impl Event) -> Option<T> {
+    pub fn collect<T: CollectSet>(&self, event: &impl ToAnyEvent) -> Option<T> {
         let expected = T::expected();
         let set = self.collect_events(event, &expected)?;
         T::from_events(set)

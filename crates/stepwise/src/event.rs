@@ -253,3 +253,17 @@ impl serde::Serialize for AnyEvent {
         s.end()
     }
 }
+
+/// Anything that can be copied into an [`AnyEvent`] by reference: every event,
+/// and every `#[derive(EventUnion)]` enum (the variant's event). Collect calls
+/// take it, so a step with a union input can pass its input as it is.
+pub trait ToAnyEvent {
+    /// A type-erased copy of the event.
+    fn to_any_event(&self) -> AnyEvent;
+}
+
+impl<E: Event> ToAnyEvent for E {
+    fn to_any_event(&self) -> AnyEvent {
+        AnyEvent::new(self.clone())
+    }
+}

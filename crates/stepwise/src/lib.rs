@@ -72,12 +72,17 @@ pub use builtin::{
 pub use collect::CollectSet;
 pub use context::Context;
 pub use error::{RunError, SendError, StepError, StreamError};
-pub use event::{AnyEvent, Event, EventKind, EventType};
+pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use run::{EventStream, RunHandle, RunOptions};
 pub use step::{Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS};
 pub use stepwise_macros::{step, workflow, Event, EventUnion};
 pub use validate::{BuildError, ValidationIssue};
 pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Re-exported so generated code and users can name the stream trait.
 pub use futures_util::stream::{Stream, StreamExt};

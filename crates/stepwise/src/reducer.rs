@@ -8,7 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::builtin::{StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowTimedOut};
+use crate::builtin::{
+    StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowTimedOut,
+};
 use crate::collect::{CollectBuffer, Expectation};
 use crate::error::StepError;
 use crate::event::{AnyEvent, EventKind};
@@ -67,8 +69,14 @@ pub(crate) struct StartWorker {
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     Completed(AnyEvent),
-    Failed { step: StepIdx, attempts: u32, error: StepError },
-    TimedOut { active_steps: Vec<String> },
+    Failed {
+        step: StepIdx,
+        attempts: u32,
+        error: StepError,
+    },
+    TimedOut {
+        active_steps: Vec<String>,
+    },
     Cancelled,
 }
 
@@ -131,7 +139,10 @@ impl Invocations {
                 let cell = &mut self.slots[slot as usize];
                 cell.0 = cell.0.wrapping_add(1);
                 cell.1 = Some(entry);
-                InvocationId { slot, generation: cell.0 }
+                InvocationId {
+                    slot,
+                    generation: cell.0,
+                }
             }
             None => {
                 self.slots.push((0, Some(entry)));

@@ -278,22 +278,30 @@ pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, opti
 /// step fails its run, never the process.
 struct StepTask {
     invocation: InvocationId,
+    step: StepIdx,
+    worker: u32,
     future: StepFuture,
     span: tracing::Span,
 }
 
 impl Future for StepTask {
-    type Output = (InvocationId, Result<Emitted, StepError>);
+    type Output = StepFinished;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let _entered = this.span.enter();
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
-        match polled {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => Poll::Ready((this.invocation, result)),
-            Err(payload) => Poll::Ready((this.invocation, Err(StepError::panic(panic_message(&*payload))))),
-        }
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(payload) => Err(StepError::panic(panic_message(&*payload))),
+        };
+        Poll::Ready(StepFinished {
+            invocation: this.invocation,
+            step: this.step,
+            worker: this.worker,
+            result,
+        })
     }
 }
 
@@ -307,8 +315,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// A step invocation's outcome, as the driver receives it.
+struct StepFinished {
+    invocation: InvocationId,
+    step: StepIdx,
+    worker: u32,
+    result: Result<Emitted, StepError>,
+}
+
 enum Wake {
-    StepDone(InvocationId, Result<Emitted, StepError>),
+    StepDone(StepFinished),
     Handoff,
     Timeout,
 }
@@ -337,7 +353,10 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
     let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     let mut starts: Vec<StartWorker> = Vec::new();
     let mut turns = 0u32;
-    shared.apply(Tick::AddEvent { event: start, target: None });
+    shared.apply(Tick::AddEvent {
+        event: start,
+        target: None,
+    });
     loop {
         let finish = {
             let mut core = lock(&shared.core);
@@ -360,8 +379,8 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
             }
             if !running.is_empty() {
                 let polled = running.poll_next_unpin(cx);
-                if let Poll::Ready(Some((invocation, result))) = polled {
-                    return Poll::Ready(Wake::StepDone(invocation, result));
+                if let Poll::Ready(Some(finished)) = polled {
+                    return Poll::Ready(Wake::StepDone(finished));
                 }
                 if shared.pending.load(Ordering::Acquire) {
                     return Poll::Ready(Wake::Handoff);
@@ -374,7 +393,13 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
         })
         .await;
         match wake {
-            Wake::StepDone(invocation, result) => shared.apply(Tick::StepDone { invocation, result }),
+            Wake::StepDone(finished) => {
+                report_step(&shared, &finished);
+                shared.apply(Tick::StepDone {
+                    invocation: finished.invocation,
+                    result: finished.result,
+                });
+            }
             Wake::Timeout => {
                 timer = None;
                 shared.apply(Tick::Timeout);
@@ -385,6 +410,26 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
         if turns % TURNS_PER_YIELD == 0 {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Logs a finished invocation (and prints it in verbose mode).
+fn report_step(shared: &RunShared, finished: &StepFinished) {
+    let step = shared.workflow.steps[finished.step].name();
+    match &finished.result {
+        Ok(_) => tracing::trace!(step, worker = finished.worker, "step finished"),
+        Err(error) => tracing::warn!(step, worker = finished.worker, %error, "step failed"),
+    }
+    if shared.workflow.verbose {
+        let what = match &finished.result {
+            Ok(emitted) if emitted.is_empty() => "finished with no event".to_owned(),
+            Ok(emitted) => {
+                let names: Vec<&str> = emitted.iter().map(AnyEvent::name).collect();
+                format!("finished with {}", names.join(", "))
+            }
+            Err(error) => format!("failed: {error}"),
+        };
+        println!("[{} {}:{}] {what}", shared.run_id, step, finished.worker);
     }
 }
 
@@ -400,6 +445,8 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
     let ctx = Context::new(Arc::clone(shared), start.step, start.worker, start.invocation);
     StepTask {
         invocation: start.invocation,
+        step: start.step,
+        worker: start.worker,
         future: (step.handler)(ctx, start.event),
         span,
     }
@@ -530,7 +577,9 @@ impl<O> Drop for RunHandle<O> {
 
 impl<O> std::fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunHandle").field("run_id", &self.shared.run_id).finish()
+        f.debug_struct("RunHandle")
+            .field("run_id", &self.shared.run_id)
+            .finish()
     }
 }
 
@@ -580,6 +629,8 @@ impl Drop for EventStream {
 
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream").field("run_id", &self.shared.run_id).finish()
+        f.debug_struct("EventStream")
+            .field("run_id", &self.shared.run_id)
+            .finish()
     }
 }

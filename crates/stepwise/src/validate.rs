@@ -378,7 +378,11 @@ fn check_reachability(
 }
 
 /// Backward search from the stop type and input requests.
-fn check_dead_ends(graph: &Graph<'_>, table: &[(EventType, Vec<usize>, Vec<usize>)], issues: &mut Vec<ValidationIssue>) {
+fn check_dead_ends(
+    graph: &Graph<'_>,
+    table: &[(EventType, Vec<usize>, Vec<usize>)],
+    issues: &mut Vec<ValidationIssue>,
+) {
     let consumers: HashMap<EventType, &Vec<usize>> = table.iter().map(|(ty, c, _)| (*ty, c)).collect();
     let ends = |ty: &EventType| matches!(ty.kind(), EventKind::Stop | EventKind::InputRequired);
     let mut finishes: Vec<bool> = graph.steps.iter().map(|s| s.emits().any(|ty| ends(&ty))).collect();
