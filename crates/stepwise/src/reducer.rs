@@ -420,3 +420,130 @@ impl RunState {
         self.steps.iter().map(|s| s.queue.len()).sum()
     }
 }
+
+/// What only the reducer can show: invocation-id bookkeeping, stale ticks and
+/// deterministic replay. Everything observable through a run is tested in
+/// `tests/`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{StartEvent, StepConfig, StopEvent, Workflow};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Job(u32);
+    impl crate::Event for Job {
+        const NAME: &'static str = "Job";
+    }
+
+    /// `start` → `Job`s → `work` (with `num_workers`) → stop.
+    fn state(num_workers: usize) -> RunState {
+        let workflow = Workflow::builder("reducer")
+            .step("start", |_: StartEvent| async { Vec::<Job>::new() })
+            .step_with(StepConfig::new("work").num_workers(num_workers), |_: Job| async {
+                StopEvent::default()
+            })
+            .build()
+            .unwrap();
+        RunState::new(workflow.core, false)
+    }
+
+    fn reduce(state: &mut RunState, tick: Tick) -> Vec<Command> {
+        let mut out = Vec::new();
+        state.reduce(tick, &mut out);
+        out
+    }
+
+    fn add(state: &mut RunState, event: impl crate::Event) -> Vec<Command> {
+        let event = AnyEvent::new(event);
+        reduce(state, Tick::AddEvent { event, target: None })
+    }
+
+    fn done(state: &mut RunState, invocation: InvocationId) -> Vec<Command> {
+        let result = Ok(Emitted::default());
+        reduce(state, Tick::StepDone { invocation, result })
+    }
+
+    fn started(commands: &[Command]) -> Vec<InvocationId> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::StartWorker(start) => Some(start.invocation),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_saturated_step_queues_and_a_finished_invocation_starts_the_next() {
+        let mut state = state(2);
+        let mut running = Vec::new();
+        for id in 0..5 {
+            running.extend(started(&add(&mut state, Job(id))));
+        }
+        assert_eq!((running.len(), state.running(), state.queued()), (2, 2, 3));
+        let next = started(&done(&mut state, running[0]));
+        assert_eq!(next.len(), 1);
+        assert_eq!((state.running(), state.queued()), (2, 2));
+    }
+
+    #[test]
+    fn a_stale_step_done_is_ignored_even_after_its_slot_is_reused() {
+        let mut state = state(1);
+        let first = started(&add(&mut state, Job(0)));
+        assert!(started(&add(&mut state, Job(1))).is_empty(), "queued behind the first");
+        let second = started(&done(&mut state, first[0]));
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].slot, first[0].slot, "the slot is reused");
+        assert_ne!(second[0], first[0], "with a new generation");
+
+        // The first invocation reports again: nothing happens, the second keeps running.
+        assert!(done(&mut state, first[0]).is_empty());
+        assert_eq!((state.running(), state.queued()), (1, 0));
+        assert!(started(&add(&mut state, Job(2))).is_empty(), "the worker is still busy");
+        assert_eq!(started(&done(&mut state, second[0])).len(), 1);
+    }
+
+    #[test]
+    fn nothing_changes_after_the_run_finished() {
+        let mut state = state(1);
+        let running = started(&add(&mut state, Job(0)));
+        let end = add(&mut state, StopEvent::new(1));
+        assert!(matches!(
+            end.as_slice(),
+            [Command::Publish(_), Command::Finish(Outcome::Completed(_))]
+        ));
+        assert!(state.is_finished());
+        assert!(add(&mut state, Job(1)).is_empty());
+        assert!(done(&mut state, running[0]).is_empty());
+        assert!(reduce(&mut state, Tick::Publish(AnyEvent::new(Job(2)))).is_empty());
+        assert!(reduce(&mut state, Tick::Timeout).is_empty());
+        assert!(reduce(&mut state, Tick::Cancel).is_empty());
+    }
+
+    #[test]
+    fn replaying_the_same_ticks_gives_the_same_commands() {
+        fn script(state: &mut RunState) -> String {
+            let mut log = String::new();
+            let mut running = VecDeque::new();
+            for id in 0..20 {
+                let commands = add(state, Job(id));
+                running.extend(started(&commands));
+                log += &format!("{commands:?}\n");
+                if id % 3 == 0 {
+                    let invocation = running.pop_front().unwrap();
+                    let commands = done(state, invocation);
+                    running.extend(started(&commands));
+                    log += &format!("{commands:?}\n");
+                }
+            }
+            log + &format!("{:?}\n", reduce(state, Tick::Cancel))
+        }
+        let (mut a, mut b) = (state(3), state(3));
+        a.internal_events = true;
+        b.internal_events = true;
+        let first = script(&mut a);
+        assert!(first.contains("StepStateChanged") && first.contains("Cancelled"));
+        assert_eq!(first, script(&mut b));
+    }
+}

@@ -261,8 +261,14 @@ pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, opti
     });
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
+            // The start event enters the run now, so that anything sent through
+            // the handle afterwards is handled after it.
+            shared.apply(Tick::AddEvent {
+                event: start,
+                target: None,
+            });
             let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
-            runtime.spawn(as_driver(Arc::clone(&shared), start).instrument(span));
+            runtime.spawn(as_driver(Arc::clone(&shared)).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
             run_id: shared.run_id.clone(),
@@ -331,9 +337,9 @@ enum Wake {
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
-fn as_driver(shared: Arc<RunShared>, start: AnyEvent) -> impl Future<Output = ()> + Send {
+fn as_driver(shared: Arc<RunShared>) -> impl Future<Output = ()> + Send {
     let address = shared.address();
-    let mut driver = Box::pin(drive(shared, start));
+    let mut driver = Box::pin(drive(shared));
     poll_fn(move |cx| {
         let previous = POLLING_RUN.replace(address);
         let polled = driver.as_mut().poll(cx);
@@ -348,15 +354,13 @@ const TURNS_PER_YIELD: u32 = 512;
 
 /// The run's driver: executes worker starts and the finish produced by the
 /// reducer, and turns step completions and the timer into ticks.
-async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
+async fn drive(shared: Arc<RunShared>) {
+    // Declared first so that it drops last, after the in-flight steps.
+    let _abort = AbortOnDrop(Arc::clone(&shared));
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
     let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     let mut starts: Vec<StartWorker> = Vec::new();
     let mut turns = 0u32;
-    shared.apply(Tick::AddEvent {
-        event: start,
-        target: None,
-    });
     loop {
         let finish = {
             let mut core = lock(&shared.core);
@@ -433,6 +437,21 @@ fn report_step(shared: &RunShared, finished: &StepFinished) {
     }
 }
 
+/// Ends the run with [`RunError::Aborted`] when its driver is dropped before
+/// it finished the run (its tokio runtime shut down), so that the handle and
+/// the stream resolve instead of waiting forever.
+struct AbortOnDrop(Arc<RunShared>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_closed() {
+            self.0.close(Err(RunError::Aborted {
+                run_id: self.0.run_id.clone(),
+            }));
+        }
+    }
+}
+
 fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
     let step = &shared.workflow.steps[start.step];
     let span = tracing::info_span!(
@@ -443,11 +462,17 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
         event = start.event.name()
     );
     let ctx = Context::new(Arc::clone(shared), start.step, start.worker, start.invocation);
+    // A handler may panic before it returns its future (a plain closure doing
+    // work before its `async` block): that fails the step like a panic inside it.
+    let future = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.handler)(ctx, start.event))) {
+        Ok(future) => future,
+        Err(payload) => Box::pin(std::future::ready(Err(StepError::panic(panic_message(&*payload))))),
+    };
     StepTask {
         invocation: start.invocation,
         step: start.step,
         worker: start.worker,
-        future: (step.handler)(ctx, start.event),
+        future,
         span,
     }
 }
