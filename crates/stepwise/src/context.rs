@@ -108,10 +108,20 @@ impl Context {
     /// other steps that accept its type still receive it. When every piece of
     /// work in the run is waiting like this, the run publishes
     /// [`WorkflowIdle`](crate::WorkflowIdle).
+    ///
+    /// Dropping the returned future before it resolves (in a `select!`, or
+    /// under a timeout of the step's own) withdraws the wait: later events are
+    /// routed as if it had never been made.
     pub async fn wait_for_event<E: Event>(&self, wait: WaitFor<E>) -> Result<E, WaitError> {
         let spec = wait.into_spec();
-        let receiver = self.run.add_waiter(self.invocation, spec)?;
-        match receiver.await {
+        let (key, receiver) = self.run.add_waiter(self.invocation, spec)?;
+        let mut withdraw = WithdrawOnDrop {
+            run: &self.run,
+            key: Some(key),
+        };
+        let received = receiver.await;
+        withdraw.key = None; // answered, timed out or ended: nothing to withdraw
+        match received {
             Ok(Ok(event)) => event
                 .downcast::<E>()
                 .map_err(|_| WaitError::RunEnded { event: E::NAME }),
@@ -161,6 +171,20 @@ impl Context {
             .run
             .collect(self.invocation, DEFAULT_BUFFER, AnyEvent::new(event.clone()), &expect)?;
         set.into_iter().map(|e| e.downcast::<E>().ok()).collect()
+    }
+}
+
+/// Withdraws a waiter whose `wait_for_event` future is dropped unanswered.
+struct WithdrawOnDrop<'a> {
+    run: &'a RunShared,
+    key: Option<u64>,
+}
+
+impl Drop for WithdrawOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.run.withdraw_waiter(key);
+        }
     }
 }
 

@@ -305,7 +305,6 @@ pub(crate) struct RunState {
     retries: HashMap<u64, (StepIdx, Queued)>,
     waiters: Vec<Waiter>,
     next_timer: u64,
-    queued: usize,
     /// Invocations with at least one open waiter.
     waiting_invocations: usize,
     idle: bool,
@@ -325,7 +324,6 @@ impl RunState {
             retries: HashMap::new(),
             waiters: Vec::new(),
             next_timer: 0,
-            queued: 0,
             waiting_invocations: 0,
             idle: false,
             finished: false,
@@ -550,6 +548,20 @@ impl RunState {
         answered
     }
 
+    /// Withdraws waiter `key`: its `wait_for_event` future was dropped before an
+    /// event came (the step gave up on it with `select!` or a timeout of its own).
+    pub(crate) fn withdraw_waiter(&mut self, key: u64, out: &mut Vec<Command>) {
+        if self.finished {
+            return;
+        }
+        let Some(index) = self.waiters.iter().position(|w| w.key == key) else {
+            return; // already answered or timed out
+        };
+        let waiter = self.waiters.remove(index);
+        self.waiter_closed(waiter.invocation);
+        self.check_idle(out);
+    }
+
     fn waiter_timed_out(&mut self, key: u64, out: &mut Vec<Command>) {
         let Some(index) = self.waiters.iter().position(|w| w.key == key) else {
             return; // already answered
@@ -575,12 +587,13 @@ impl RunState {
         }
     }
 
-    /// Publishes `WorkflowIdle` when all remaining work waits for outside input.
+    /// Publishes `WorkflowIdle` when all remaining work waits for outside input:
+    /// every in-flight invocation is suspended in `wait_for_event` and no retry
+    /// is due. Queued events do not count as work: an event queues only while
+    /// its step has no free worker, and those workers are all waiting, so the
+    /// queue cannot move without outside input either.
     fn check_idle(&mut self, out: &mut Vec<Command>) {
-        let idle = !self.finished
-            && self.queued == 0
-            && self.retries.is_empty()
-            && self.invocations.len == self.waiting_invocations;
+        let idle = !self.finished && self.retries.is_empty() && self.invocations.len == self.waiting_invocations;
         if idle && !self.idle {
             let waiting = self
                 .waiters
@@ -612,7 +625,6 @@ impl RunState {
                 out.push(self.phase_event(step, StepPhase::Queued, None, &queued.event, None, None));
             }
             self.steps[step].queue.push_back(queued);
-            self.queued += 1;
         }
     }
 
@@ -661,7 +673,17 @@ impl RunState {
         let step = done.step;
         if done.waiting > 0 {
             self.waiting_invocations -= 1;
-            self.waiters.retain(|w| w.invocation != invocation);
+            // Waits still open in tasks the step spawned end with an error.
+            self.waiters.retain(|w| {
+                if w.invocation != invocation {
+                    return true;
+                }
+                out.push(Command::ResolveWaiter {
+                    key: w.key,
+                    result: Err(WaitError::RunEnded { event: w.ty.name() }),
+                });
+                false
+            });
         }
         self.steps[done.step].release_worker(done.worker);
         if self.internal_events {
@@ -763,10 +785,7 @@ impl RunState {
         let limit = self.workflow.steps[step].config.num_workers;
         while self.steps[step].active < limit {
             match self.steps[step].queue.pop_front() {
-                Some(queued) => {
-                    self.queued -= 1;
-                    self.start(step, queued, now, out);
-                }
+                Some(queued) => self.start(step, queued, now, out),
                 None => break,
             }
         }

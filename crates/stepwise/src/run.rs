@@ -156,12 +156,13 @@ impl RunShared {
         lock(&self.core).state.retry_info(invocation, now)
     }
 
-    /// Suspends `invocation` until an event matching `spec` arrives.
+    /// Suspends `invocation` until an event matching `spec` arrives; returns
+    /// the waiter's key and the receiver the answer arrives on.
     pub(crate) fn add_waiter(
         &self,
         invocation: InvocationId,
         spec: WaiterSpec,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<AnyEvent, WaitError>>, WaitError> {
+    ) -> Result<(u64, tokio::sync::oneshot::Receiver<Result<AnyEvent, WaitError>>), WaitError> {
         let now = self.now();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut guard = lock(&self.core);
@@ -171,7 +172,17 @@ impl RunShared {
             core.waiters.insert(key, tx);
         }
         self.execute(core, now);
-        key.map(|_| rx)
+        key.map(|key| (key, rx))
+    }
+
+    /// Withdraws waiter `key`, whose `wait_for_event` was dropped unanswered.
+    pub(crate) fn withdraw_waiter(&self, key: u64) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        core.waiters.remove(&key);
+        core.state.withdraw_waiter(key, &mut core.commands);
+        self.execute(core, now);
     }
 
     /// Offers `event` to a collect buffer of the invocation's step.
@@ -537,7 +548,10 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
             timers.arm(due, timer);
         }
         if let Some(outcome) = finish {
-            drop(running); // cancels every in-flight invocation
+            // Cancel every in-flight invocation; waits in tasks that steps
+            // spawned then end with `WaitError::RunEnded`.
+            drop(running);
+            lock(&shared.core).waiters.clear();
             finish_run(&shared, outcome);
             return;
         }

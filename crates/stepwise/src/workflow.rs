@@ -110,7 +110,7 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
 
     /// Declares the run state type: every run starts with `T::default()` (or
     /// the store given in [`RunOptions::state`]), and steps use
-    /// `ctx.edit_state(|s: &mut T| …)` and friends. Without it, runs get an
+    /// `ctx.state().edit(|s: &mut T| …)` and friends. Without it, runs get an
     /// untyped JSON store.
     pub fn state<T: State>(mut self) -> Self {
         self.state = StateSpec::of::<T>();
