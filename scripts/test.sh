@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, behaviour, stress, macro UI (trybuild) and doc
-# tests of every crate, then every example workflow run for real.
+# The whole test suite: every example workflow run for real, then the unit,
+# behaviour, stress, macro UI (trybuild) and doc tests of every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --all-targets
-cargo test --workspace --doc
-for example in parallel_flow concurrent_flow multi_event_flow; do
+# Each entry is an example name followed by its arguments (hitl_console gets a
+# scripted answer so it never waits on a terminal).
+for example in parallel_flow concurrent_flow multi_event_flow retry_flaky state_counter "hitl_console --answer yes"; do
+  read -r name args <<<"$example"
   echo "== example $example"
-  cargo run --quiet -p stepwise-demo --example "$example"
+  # shellcheck disable=SC2086 # args are split on purpose
+  cargo run --quiet -p stepwise-demo --example "$name" -- $args </dev/null
 done
+cargo test --workspace --doc
+cargo test --workspace --all-targets

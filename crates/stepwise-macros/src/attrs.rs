@@ -11,8 +11,8 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Token, Type, UnOp};
 
 const EVENT_OPTIONS: &str = "name, start, stop, input_required, human_response";
-const WORKFLOW_OPTIONS: &str = "name, start, stop";
-const STEP_OPTIONS: &str = "name, num_workers, emits, skip_checks";
+const WORKFLOW_OPTIONS: &str = "name, start, stop, state";
+const STEP_OPTIONS: &str = "name, num_workers, emits, skip_checks, retry, catch_errors";
 const GRAPH_CHECKS: &str = "reachability, dead_end, terminal_event";
 
 /// The key of a nested meta item as the user wrote it, for error messages.
@@ -153,6 +153,7 @@ pub struct WorkflowArgs {
     pub name: Option<LitStr>,
     pub start: Option<Type>,
     pub stop: Option<Type>,
+    pub state: Option<Type>,
 }
 
 impl WorkflowArgs {
@@ -176,6 +177,10 @@ impl WorkflowArgs {
             "stop" => {
                 let ty: Type = meta.value()?.parse()?;
                 set_once(&mut self.stop, ty, meta)
+            }
+            "state" => {
+                let ty: Type = meta.value()?.parse()?;
+                set_once(&mut self.state, ty, meta)
             }
             key => Err(meta.error(format!(
                 "unknown #[workflow] option `{key}`; valid options are: {WORKFLOW_OPTIONS}"
@@ -229,6 +234,10 @@ pub struct StepArgs {
     pub num_workers: Option<usize>,
     pub emits: Option<Vec<Type>>,
     pub skip_checks: Option<Vec<GraphCheck>>,
+    /// `retry = <expr>`: a `RetryPolicy` expression.
+    pub retry: Option<Expr>,
+    /// `catch_errors` (catch-all) or `catch_errors = <expr>` (a `CatchErrors`).
+    pub catch_errors: Option<Option<Expr>>,
 }
 
 impl StepArgs {
@@ -265,6 +274,18 @@ impl StepArgs {
             "skip_checks" => {
                 let checks = parse_skip_checks(meta)?;
                 set_once(&mut self.skip_checks, checks, meta)
+            }
+            "retry" => {
+                let policy: Expr = meta.value()?.parse()?;
+                set_once(&mut self.retry, policy, meta)
+            }
+            "catch_errors" => {
+                let scope = if meta.input.peek(syn::Token![=]) {
+                    Some(meta.value()?.parse::<Expr>()?)
+                } else {
+                    None
+                };
+                set_once(&mut self.catch_errors, scope, meta)
             }
             key => Err(meta.error(format!(
                 "unknown #[step] option `{key}`; valid options are: {STEP_OPTIONS}"

@@ -37,10 +37,13 @@
 //!
 //! `#[workflow]` goes on an inherent `impl` block; each `async fn` in it
 //! marked `#[step]` becomes a step. Options:
-//! `#[workflow(name = "x", start = StartTy, stop = StopTy)]` (defaults: the
-//! type's name, `stepwise::StartEvent`, `stepwise::StopEvent`) and
+//! `#[workflow(name = "x", start = StartTy, stop = StopTy, state = StateTy)]`
+//! (defaults: the type's name, `stepwise::StartEvent`, `stepwise::StopEvent`,
+//! untyped JSON state) and
 //! `#[step(name = "x", num_workers = 2, emits = [A, B], skip_checks = [dead_end])]`
-//! (the checks are `reachability`, `dead_end` and `terminal_event`).
+//! (the checks are `reachability`, `dead_end` and `terminal_event`), plus
+//! `retry = <RetryPolicy expression>`, and `catch_errors` (a catch-all error
+//! handler) or `catch_errors = <CatchErrors expression>`.
 //! A step method is `async fn(&self, ev: E) -> R` or
 //! `async fn(&self, ctx: &Context, ev: E) -> R`, where `E: StepInput` and
 //! `R: StepOutput`. Doc comments on the block and on steps become the

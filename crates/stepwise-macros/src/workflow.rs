@@ -384,6 +384,10 @@ fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStrea
         .map_or_else(|| quote!(::stepwise::StopEvent), ToTokens::to_token_stream);
     let name = args.name.clone().unwrap_or_else(|| default_name(self_ty));
     let doc = doc_string(&imp.attrs).map(|doc| quote!(.doc(#doc)));
+    let state = args
+        .state
+        .as_ref()
+        .map(|ty| quote_spanned!(ty.span()=> .state::<#ty>()));
     let registrations = steps.iter().map(|s| registration(self_ty, s));
     quote! {
         #[automatically_derived]
@@ -405,6 +409,7 @@ fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStrea
                 let this = ::std::sync::Arc::new(self);
                 ::stepwise::WorkflowBuilder::<Self::Start, Self::Stop>::new(#name)
                     #doc
+                    #state
                     #(#registrations)*
             }
         }
@@ -444,8 +449,17 @@ fn step_config(step: &Step) -> TokenStream {
         quote!(.skip_check(::stepwise::GraphCheck::#variant))
     });
     let doc = step.doc.as_ref().map(|doc| quote!(.doc(#doc)));
+    let retry = step
+        .args
+        .retry
+        .as_ref()
+        .map(|policy| quote_spanned!(policy.span()=> .retry(#policy)));
+    let catch = step.args.catch_errors.as_ref().map(|scope| match scope {
+        Some(scope) => quote_spanned!(scope.span()=> .catch_errors(#scope)),
+        None => quote!(.catch_errors(::stepwise::CatchErrors::all())),
+    });
     quote! {
-        ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#skips)* #doc
+        ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#skips)* #retry #catch #doc
     }
 }
 

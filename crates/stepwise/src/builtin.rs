@@ -241,3 +241,108 @@ impl Event for StepStateChanged {
     const NAME: &'static str = "StepStateChanged";
     const KIND: EventKind = EventKind::Internal;
 }
+
+/// A request for outside input. Returning it from a step publishes it to the
+/// stream; the caller answers with `send_event` (usually a
+/// [`HumanResponseEvent`]). Define your own with `#[event(input_required)]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputRequiredEvent {
+    /// What to ask.
+    pub prompt: String,
+    /// Anything else the asker needs to show.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl InputRequiredEvent {
+    /// A request with a prompt.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        InputRequiredEvent {
+            prompt: prompt.into(),
+            data: Value::Null,
+        }
+    }
+}
+
+impl Event for InputRequiredEvent {
+    const NAME: &'static str = "InputRequiredEvent";
+    const KIND: EventKind = EventKind::InputRequired;
+}
+
+/// An answer from outside. Define your own with `#[event(human_response)]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HumanResponseEvent {
+    /// The answer.
+    pub response: String,
+    /// Anything else the answerer sends.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl HumanResponseEvent {
+    /// An answer.
+    pub fn new(response: impl Into<String>) -> Self {
+        HumanResponseEvent {
+            response: response.into(),
+            data: Value::Null,
+        }
+    }
+}
+
+impl Event for HumanResponseEvent {
+    const NAME: &'static str = "HumanResponseEvent";
+    const KIND: EventKind = EventKind::HumanResponse;
+}
+
+/// Delivered to a step's error handler when the step has failed for good
+/// (its retries, if any, are exhausted).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepFailed {
+    /// The step that failed.
+    pub step: String,
+    /// The stable name of the event it failed on.
+    pub input_event_name: String,
+    /// That event, as JSON.
+    pub input_event: Value,
+    /// The failure, as text.
+    pub error: String,
+    /// True when the step panicked.
+    pub panicked: bool,
+    /// How many times the step ran on the event.
+    pub attempts: u32,
+    /// Seconds from the first attempt's start to the last failure.
+    pub elapsed_secs: f64,
+    /// The input event itself (in memory only; not serialised).
+    #[serde(skip)]
+    pub input: Option<crate::event::AnyEvent>,
+}
+
+impl StepFailed {
+    /// The input event as `E`: the original when in memory, otherwise decoded
+    /// from its JSON.
+    pub fn input_as<E: Event>(&self) -> Option<E> {
+        if let Some(event) = self.input.as_ref().and_then(|e| e.downcast_ref::<E>()) {
+            return Some(event.clone());
+        }
+        (self.input_event_name == E::NAME)
+            .then(|| E::deserialize(&self.input_event).ok())
+            .flatten()
+    }
+}
+
+impl Event for StepFailed {
+    const NAME: &'static str = "StepFailed";
+}
+
+/// Published when every piece of work in a run is waiting for outside input
+/// (steps suspended in `wait_for_event`, nothing running or queued). Published
+/// once per idle period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowIdle {
+    /// The waiters still open, as `step/waiter id`.
+    pub waiting: Vec<String>,
+}
+
+impl Event for WorkflowIdle {
+    const NAME: &'static str = "WorkflowIdle";
+}

@@ -81,6 +81,14 @@ impl CollectBuffer {
         self.by_type.iter().all(|(_, q)| q.is_empty())
     }
 
+    /// Puts a set handed to a failed attempt back, ahead of later arrivals.
+    pub(crate) fn restore(&mut self, set: Vec<AnyEvent>) {
+        for event in set.into_iter().rev() {
+            let ty = event.event_type().type_id();
+            self.queue_mut(ty).insert(0, event);
+        }
+    }
+
     /// Adds `event` if its type is still missing (an extra or unexpected event is
     /// not kept), then hands out the full set if it is complete.
     pub(crate) fn offer(&mut self, event: AnyEvent, expect: &Expectation<'_>) -> Option<Vec<AnyEvent>> {

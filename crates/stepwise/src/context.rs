@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use crate::collect::{CollectSet, Expectation};
-use crate::error::SendError;
+use crate::error::{SendError, WaitError};
 use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
+use crate::reducer::RetryInfo;
 use crate::reducer::{InvocationId, StepIdx, Tick};
 use crate::run::RunShared;
+use crate::state::StateStore;
+use crate::wait::WaitFor;
 
 /// The buffer used when a collect call names none.
 const DEFAULT_BUFFER: &str = "default";
@@ -58,14 +61,14 @@ impl Context {
     /// the run has ended.
     pub fn send_event<E: Event>(&self, event: E) {
         // The only possible error is "run ended", which a step cannot act on.
-        let _ = self.run.send(AnyEvent::new(event), None);
+        let _ = self.run.send(AnyEvent::new(event), None, Some(self.invocation));
     }
 
     /// Sends `event` to the step named `step` only.
     ///
     /// Fails, naming both, when the step does not exist or does not accept `E`.
     pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
-        match self.run.send(AnyEvent::new(event), Some(step)) {
+        match self.run.send(AnyEvent::new(event), Some(step), Some(self.invocation)) {
             Err(SendError::RunEnded { .. }) => Ok(()),
             other => other,
         }
@@ -73,12 +76,58 @@ impl Context {
 
     /// Sends an already type-erased event (see [`Context::send_event`]).
     pub fn send_any(&self, event: AnyEvent) {
-        let _ = self.run.send(event, None);
+        let _ = self.run.send(event, None, Some(self.invocation));
     }
 
     /// Publishes `event` to the run's stream (it is not routed to steps).
     pub fn write_event_to_stream<E: Event>(&self, event: E) {
         self.run.apply(Tick::Publish(AnyEvent::new(event)));
+    }
+
+    /// The run's state, shared by all steps: typed
+    /// (`ctx.state().edit(|s: &mut MyState| s.count += 1).await?`) or untyped
+    /// (`ctx.state().set_path("user.name", "ada").await?`).
+    pub fn state(&self) -> &StateStore {
+        &self.run.state
+    }
+
+    /// This invocation's place in its retry history: attempt 1 is the first
+    /// try; later attempts carry the previous error.
+    pub fn retry_info(&self) -> RetryInfo {
+        self.run.retry_info(self.invocation).unwrap_or(RetryInfo {
+            attempt: 1,
+            elapsed: std::time::Duration::ZERO,
+            last_error: None,
+            last_failed_at: None,
+        })
+    }
+
+    /// Suspends this step until an event matching `wait` arrives (sent by
+    /// another step or from outside with `send_event`), and returns it. The
+    /// matching event is not also routed to this step as a new invocation;
+    /// other steps that accept its type still receive it. When every piece of
+    /// work in the run is waiting like this, the run publishes
+    /// [`WorkflowIdle`](crate::WorkflowIdle).
+    ///
+    /// Dropping the returned future before it resolves (in a `select!`, or
+    /// under a timeout of the step's own) withdraws the wait: later events are
+    /// routed as if it had never been made.
+    pub async fn wait_for_event<E: Event>(&self, wait: WaitFor<E>) -> Result<E, WaitError> {
+        let spec = wait.into_spec();
+        let (key, receiver) = self.run.add_waiter(self.invocation, spec)?;
+        let mut withdraw = WithdrawOnDrop {
+            run: &self.run,
+            key: Some(key),
+        };
+        let received = receiver.await;
+        withdraw.key = None; // answered, timed out or ended: nothing to withdraw
+        match received {
+            Ok(Ok(event)) => event
+                .downcast::<E>()
+                .map_err(|_| WaitError::RunEnded { event: E::NAME }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(WaitError::RunEnded { event: E::NAME }),
+        }
     }
 
     /// Fan-in, untyped: buffers `event` (a copy) for this step and returns the
@@ -122,6 +171,20 @@ impl Context {
             .run
             .collect(self.invocation, DEFAULT_BUFFER, AnyEvent::new(event.clone()), &expect)?;
         set.into_iter().map(|e| e.downcast::<E>().ok()).collect()
+    }
+}
+
+/// Withdraws a waiter whose `wait_for_event` future is dropped unanswered.
+struct WithdrawOnDrop<'a> {
+    run: &'a RunShared,
+    key: Option<u64>,
+}
+
+impl Drop for WithdrawOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.run.withdraw_waiter(key);
+        }
     }
 }
 

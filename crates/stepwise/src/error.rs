@@ -120,6 +120,17 @@ pub enum RunError {
         /// The run.
         run_id: String,
     },
+    /// The state store given in [`RunOptions`](crate::RunOptions) holds another
+    /// type than the workflow declares; the run did not start.
+    #[error("run {run_id} could not start: the workflow's state is `{expected}`, the store given holds `{found}`")]
+    StateTypeMismatch {
+        /// The run.
+        run_id: String,
+        /// The workflow's declared state type.
+        expected: &'static str,
+        /// What the store holds.
+        found: &'static str,
+    },
     /// The run ended with a stop event of an unexpected type (an engine invariant
     /// broken by a hand-built step; validation normally prevents it).
     #[error("run {run_id} ended with `{found}`, expected `{expected}`")]
@@ -182,5 +193,34 @@ pub enum StreamError {
     AlreadyTaken {
         /// The run.
         run_id: String,
+    },
+}
+
+/// Why `wait_for_event` returned without an event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// No matching event arrived in time.
+    #[error("step `{step}` timed out waiting for `{event}` (waiter `{waiter_id}`)")]
+    TimedOut {
+        /// The waiting step.
+        step: String,
+        /// The awaited event type.
+        event: &'static str,
+        /// The waiter's id.
+        waiter_id: String,
+    },
+    /// The same invocation already waits under this id.
+    #[error("step `{step}` already waits under waiter id `{waiter_id}`")]
+    DuplicateWaiter {
+        /// The step.
+        step: String,
+        /// The repeated id.
+        waiter_id: String,
+    },
+    /// The run ended (or the waiting invocation was finished) before an event came.
+    #[error("the run ended while waiting for `{event}`")]
+    RunEnded {
+        /// The awaited event type.
+        event: &'static str,
     },
 }

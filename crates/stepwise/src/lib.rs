@@ -60,23 +60,33 @@ mod context;
 mod error;
 mod event;
 mod reducer;
+pub mod retry;
 mod run;
+pub mod state;
 mod step;
+pub mod testing;
 mod validate;
+mod wait;
 mod workflow;
 
 pub use builtin::{
-    FieldError, StartEvent, StepPhase, StepStateChanged, StopEvent, UnhandledEvent, WorkflowCancelled, WorkflowFailed,
-    WorkflowTimedOut,
+    FieldError, HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailed, StepPhase, StepStateChanged, StopEvent,
+    UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle, WorkflowTimedOut,
 };
 pub use collect::CollectSet;
 pub use context::Context;
-pub use error::{RunError, SendError, StepError, StreamError};
+pub use error::{RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
+pub use reducer::RetryInfo;
+pub use retry::RetryPolicy;
 pub use run::{EventStream, RunHandle, RunOptions};
-pub use step::{Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS};
+pub use state::{StateError, StateStore};
+pub use step::{
+    CatchErrors, Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS,
+};
 pub use stepwise_macros::{step, workflow, Event, EventUnion};
 pub use validate::{BuildError, ValidationIssue};
+pub use wait::WaitFor;
 pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 
 /// The README's examples, compiled and run as doc tests.

@@ -1,19 +1,25 @@
 //! The reducer: the only code that changes a run's state.
 //!
-//! `RunState::reduce` takes one [`Tick`] (something that happened) and appends
-//! [`Command`]s (what the driver must do). It performs no I/O and reads no
-//! clock, so feeding the same ticks to a fresh state rebuilds the same state.
+//! `RunState::reduce` takes one [`Tick`] (something that happened) at time
+//! `now` (from the run's one clock, passed in) and appends [`Command`]s (what
+//! the driver must do). It performs no I/O and reads no clock, so feeding the
+//! same ticks with the same times to a fresh state rebuilds the same state.
 //! All work is O(1) amortised per tick: state is mutated in place, never copied.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::builtin::{
-    StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowTimedOut,
+    StepFailed, StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle,
+    WorkflowTimedOut,
 };
 use crate::collect::{CollectBuffer, Expectation};
-use crate::error::StepError;
-use crate::event::{AnyEvent, EventKind};
+use crate::error::{StepError, WaitError};
+use crate::event::{AnyEvent, EventKind, EventType};
+use crate::retry::retry_seed;
 use crate::step::Emitted;
 use crate::workflow::WorkflowCore;
 
@@ -28,11 +34,36 @@ pub(crate) struct InvocationId {
     generation: u32,
 }
 
+/// Recovery counts per error handler, carried by every event derived from a
+/// handler's output. `None` (the common case) costs nothing.
+type Lineage = Option<Arc<Vec<(StepIdx, u32)>>>;
+
+fn recoveries(lineage: &Lineage, handler: StepIdx) -> u32 {
+    lineage
+        .as_ref()
+        .and_then(|l| l.iter().find(|(h, _)| *h == handler))
+        .map_or(0, |(_, n)| *n)
+}
+
+fn with_recovery(lineage: &Lineage, handler: StepIdx) -> Lineage {
+    let mut counts: Vec<(StepIdx, u32)> = lineage.as_deref().cloned().unwrap_or_default();
+    match counts.iter_mut().find(|(h, _)| *h == handler) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((handler, 1)),
+    }
+    Some(Arc::new(counts))
+}
+
 /// Something that happened to a run.
 #[derive(Debug)]
 pub(crate) enum Tick {
-    /// An event entered the run: from the start, a step's `send_event`, or outside.
-    AddEvent { event: AnyEvent, target: Option<StepIdx> },
+    /// An event entered the run: from the start, a step's `send_event`
+    /// (`origin` is the sending invocation), or from outside.
+    AddEvent {
+        event: AnyEvent,
+        target: Option<StepIdx>,
+        origin: Option<InvocationId>,
+    },
     /// A step invocation finished.
     StepDone {
         invocation: InvocationId,
@@ -40,10 +71,21 @@ pub(crate) enum Tick {
     },
     /// A step asked to publish an event to the stream.
     Publish(AnyEvent),
+    /// A timer armed by [`Command::Schedule`] fired.
+    Fire(Timer),
     /// The workflow timeout fired.
     Timeout,
     /// The caller cancelled the run.
     Cancel,
+}
+
+/// A timer the reducer asked for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// A failed step's retry is due.
+    Retry(u64),
+    /// A waiter's timeout.
+    WaiterTimeout(u64),
 }
 
 /// What the driver must do after a tick.
@@ -53,6 +95,13 @@ pub(crate) enum Command {
     StartWorker(StartWorker),
     /// Append an event to the run's stream.
     Publish(AnyEvent),
+    /// Fire `timer` after `after`.
+    Schedule { after: Duration, timer: Timer },
+    /// Wake the step suspended on waiter `key`.
+    ResolveWaiter {
+        key: u64,
+        result: Result<AnyEvent, WaitError>,
+    },
     /// End the run; in-flight invocations are cancelled.
     Finish(Outcome),
 }
@@ -80,20 +129,88 @@ pub(crate) enum Outcome {
     Cancelled,
 }
 
+/// Where an event stands in its retry history.
+#[derive(Clone, Debug)]
+struct Attempt {
+    /// 1 for the first try.
+    number: u32,
+    first_at: Duration,
+    last_error: Option<StepError>,
+    last_failed_at: Option<Duration>,
+}
+
+/// An event waiting for a worker of its step.
+#[derive(Debug)]
+struct Queued {
+    event: AnyEvent,
+    /// `None` for a first try.
+    attempt: Option<Box<Attempt>>,
+    lineage: Lineage,
+}
+
+impl Queued {
+    fn fresh(event: AnyEvent, lineage: Lineage) -> Self {
+        Queued {
+            event,
+            attempt: None,
+            lineage,
+        }
+    }
+}
+
 /// One in-flight step invocation.
 #[derive(Debug)]
 struct InFlight {
     step: StepIdx,
     worker: u32,
-    /// Kept so a snapshot or a retry can re-run the invocation.
+    /// Kept so a retry (or a snapshot) can re-run the invocation.
     event: AnyEvent,
-    attempts: u32,
+    attempt: Attempt,
+    lineage: Lineage,
+    /// Collect sets handed to this invocation, given back if it fails.
+    lent: Vec<(String, Vec<AnyEvent>)>,
+    /// Open waiters of this invocation.
+    waiting: u32,
+}
+
+/// What a step can learn about its retries.
+#[derive(Clone, Debug)]
+pub struct RetryInfo {
+    /// 1 for the first try, 2 for the first retry, …
+    pub attempt: u32,
+    /// Time since the first attempt started.
+    pub elapsed: Duration,
+    /// The previous attempt's failure.
+    pub last_error: Option<StepError>,
+    /// When the previous attempt failed, as time since the run started.
+    pub last_failed_at: Option<Duration>,
+}
+
+/// A step suspended in `wait_for_event`.
+#[derive(Debug)]
+struct Waiter {
+    key: u64,
+    invocation: InvocationId,
+    step: StepIdx,
+    id: String,
+    ty: EventType,
+    requirements: Vec<(String, Value)>,
+}
+
+/// A waiter as `wait_for_event` asks for it.
+#[derive(Debug)]
+pub(crate) struct WaiterSpec {
+    pub(crate) id: String,
+    pub(crate) ty: EventType,
+    pub(crate) requirements: Vec<(String, Value)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) publish: Option<AnyEvent>,
 }
 
 /// Per-step queue and worker slots.
 #[derive(Debug, Default)]
 struct StepSlot {
-    queue: VecDeque<AnyEvent>,
+    queue: VecDeque<Queued>,
     /// Bit set of busy worker ids (worker ids are the smallest free integers).
     busy: Vec<u64>,
     active: usize,
@@ -130,10 +247,12 @@ impl StepSlot {
 struct Invocations {
     slots: Vec<(u32, Option<InFlight>)>,
     free: Vec<u32>,
+    len: usize,
 }
 
 impl Invocations {
     fn insert(&mut self, entry: InFlight) -> InvocationId {
+        self.len += 1;
         match self.free.pop() {
             Some(slot) => {
                 let cell = &mut self.slots[slot as usize];
@@ -160,6 +279,7 @@ impl Invocations {
             return None;
         }
         self.free.push(id.slot);
+        self.len -= 1;
         cell.1.take()
     }
 
@@ -168,30 +288,44 @@ impl Invocations {
         (cell.0 == id.generation).then_some(cell.1.as_ref()).flatten()
     }
 
-    #[cfg(test)]
-    fn iter(&self) -> impl Iterator<Item = &InFlight> {
-        self.slots.iter().filter_map(|(_, e)| e.as_ref())
+    fn get_mut(&mut self, id: InvocationId) -> Option<&mut InFlight> {
+        let cell = self.slots.get_mut(id.slot as usize)?;
+        (cell.0 == id.generation).then_some(cell.1.as_mut()).flatten()
     }
 }
 
 /// The state of one run.
 pub(crate) struct RunState {
     workflow: Arc<WorkflowCore>,
+    run_id: Arc<str>,
     steps: Vec<StepSlot>,
     invocations: Invocations,
     buffers: HashMap<(StepIdx, String), CollectBuffer>,
+    /// Failed events waiting for their retry timer, by timer id.
+    retries: HashMap<u64, (StepIdx, Queued)>,
+    waiters: Vec<Waiter>,
+    next_timer: u64,
+    /// Invocations with at least one open waiter.
+    waiting_invocations: usize,
+    idle: bool,
     finished: bool,
     internal_events: bool,
 }
 
 impl RunState {
-    pub(crate) fn new(workflow: Arc<WorkflowCore>, internal_events: bool) -> Self {
+    pub(crate) fn new(workflow: Arc<WorkflowCore>, run_id: Arc<str>, internal_events: bool) -> Self {
         let steps = workflow.steps.iter().map(|_| StepSlot::default()).collect();
         RunState {
             workflow,
+            run_id,
             steps,
             invocations: Invocations::default(),
             buffers: HashMap::new(),
+            retries: HashMap::new(),
+            waiters: Vec::new(),
+            next_timer: 0,
+            waiting_invocations: 0,
+            idle: false,
             finished: false,
             internal_events,
         }
@@ -201,15 +335,26 @@ impl RunState {
         self.finished
     }
 
-    /// Applies one tick. Ticks after the run finished are ignored.
-    pub(crate) fn reduce(&mut self, tick: Tick, out: &mut Vec<Command>) {
+    /// Applies one tick at `now`. Ticks after the run finished are ignored.
+    pub(crate) fn reduce(&mut self, tick: Tick, now: Duration, out: &mut Vec<Command>) {
         if self.finished {
             return;
         }
         match tick {
-            Tick::AddEvent { event, target } => self.add_event(event, target, out),
-            Tick::StepDone { invocation, result } => self.step_done(invocation, result, out),
+            Tick::AddEvent { event, target, origin } => {
+                let lineage = origin
+                    .and_then(|o| self.invocations.get(o))
+                    .and_then(|f| f.lineage.clone());
+                self.add_event(event, target, lineage, now, out);
+            }
+            Tick::StepDone { invocation, result } => self.step_done(invocation, result, now, out),
             Tick::Publish(event) => out.push(Command::Publish(event)),
+            Tick::Fire(Timer::Retry(id)) => {
+                if let Some((step, queued)) = self.retries.remove(&id) {
+                    self.deliver(step, queued, now, out);
+                }
+            }
+            Tick::Fire(Timer::WaiterTimeout(key)) => self.waiter_timed_out(key, out),
             Tick::Timeout => {
                 let active_steps = self.active_steps();
                 let timeout_secs = self.workflow.timeout.map_or(0.0, |t| t.as_secs_f64());
@@ -224,6 +369,7 @@ impl RunState {
                 self.finish(Outcome::Cancelled, out);
             }
         }
+        self.check_idle(out);
     }
 
     /// Offers `event` to the collect buffer `buffer` of the invocation's step.
@@ -241,11 +387,81 @@ impl RunState {
         let step = self.invocations.get(invocation)?.step;
         let key = (step, buffer.to_owned());
         let buf = self.buffers.entry(key).or_default();
-        let set = buf.offer(event, expect);
-        if set.is_some() && buf.is_empty() {
+        let set = buf.offer(event, expect)?;
+        if buf.is_empty() {
             self.buffers.remove(&(step, buffer.to_owned()));
         }
-        set
+        // Lend the set, so a failed attempt gives it back — only when a failure
+        // can be survived (a retry or an error handler), to keep the hot path lean.
+        if self.workflow.steps[step].config.retry.is_some() || self.workflow.error_handler(step).is_some() {
+            if let Some(inflight) = self.invocations.get_mut(invocation) {
+                inflight.lent.push((buffer.to_owned(), set.clone()));
+            }
+        }
+        Some(set)
+    }
+
+    /// Registers a waiter for `invocation`; returns its key, or `None` when the
+    /// invocation is gone.
+    pub(crate) fn add_waiter(
+        &mut self,
+        invocation: InvocationId,
+        spec: WaiterSpec,
+        out: &mut Vec<Command>,
+    ) -> Result<u64, WaitError> {
+        if self.finished {
+            return Err(WaitError::RunEnded { event: spec.ty.name() });
+        }
+        let Some(inflight) = self.invocations.get_mut(invocation) else {
+            return Err(WaitError::RunEnded { event: spec.ty.name() });
+        };
+        let step = inflight.step;
+        if self
+            .waiters
+            .iter()
+            .any(|w| w.invocation == invocation && w.id == spec.id)
+        {
+            return Err(WaitError::DuplicateWaiter {
+                step: self.workflow.steps[step].name().to_owned(),
+                waiter_id: spec.id,
+            });
+        }
+        inflight.waiting += 1;
+        if inflight.waiting == 1 {
+            self.waiting_invocations += 1;
+        }
+        let key = self.next_timer;
+        self.next_timer += 1;
+        if let Some(event) = spec.publish {
+            out.push(Command::Publish(event));
+        }
+        if let Some(after) = spec.timeout {
+            out.push(Command::Schedule {
+                after,
+                timer: Timer::WaiterTimeout(key),
+            });
+        }
+        self.waiters.push(Waiter {
+            key,
+            invocation,
+            step,
+            id: spec.id,
+            ty: spec.ty,
+            requirements: spec.requirements,
+        });
+        self.check_idle(out);
+        Ok(key)
+    }
+
+    /// What `ctx.retry_info()` reports.
+    pub(crate) fn retry_info(&self, invocation: InvocationId, now: Duration) -> Option<RetryInfo> {
+        let attempt = &self.invocations.get(invocation)?.attempt;
+        Some(RetryInfo {
+            attempt: attempt.number,
+            elapsed: now.saturating_sub(attempt.first_at),
+            last_error: attempt.last_error.clone(),
+            last_failed_at: attempt.last_failed_at,
+        })
     }
 
     /// Names of steps with at least one running invocation, in definition order.
@@ -258,7 +474,14 @@ impl RunState {
             .collect()
     }
 
-    fn add_event(&mut self, event: AnyEvent, target: Option<StepIdx>, out: &mut Vec<Command>) {
+    fn add_event(
+        &mut self,
+        event: AnyEvent,
+        target: Option<StepIdx>,
+        lineage: Lineage,
+        now: Duration,
+        out: &mut Vec<Command>,
+    ) {
         let ty = event.event_type();
         if ty == self.workflow.stop {
             out.push(Command::Publish(event.clone()));
@@ -268,22 +491,118 @@ impl RunState {
         if ty.kind() == EventKind::InputRequired {
             out.push(Command::Publish(event.clone()));
         }
+        let answered = if self.waiters.is_empty() {
+            Vec::new()
+        } else {
+            self.resolve_waiters(&event, out)
+        };
         let workflow = Arc::clone(&self.workflow);
         let acceptors = workflow.acceptors(&ty);
-        match target {
-            Some(step) if acceptors.contains(&step) => self.deliver(step, event, out),
-            Some(step) => self.unhandled(&event, Some(step), out),
-            None => match acceptors {
-                [] => self.unhandled(&event, None, out),
-                [only] => self.deliver(*only, event, out),
-                [rest @ .., last] => {
-                    for step in rest {
-                        self.deliver(*step, event.clone(), out);
-                    }
-                    self.deliver(*last, event, out);
-                }
-            },
+        let routed: Vec<StepIdx> = match target {
+            Some(step) if acceptors.contains(&step) => vec![step],
+            Some(_) => Vec::new(),
+            None => acceptors.iter().copied().filter(|s| !answered.contains(s)).collect(),
+        };
+        if routed.is_empty() {
+            if answered.is_empty() {
+                self.unhandled(&event, target, out);
+            }
+            return;
         }
+        let (last, rest) = routed.split_last().unwrap_or((&0, &[]));
+        for step in rest {
+            self.deliver(*step, Queued::fresh(event.clone(), lineage.clone()), now, out);
+        }
+        self.deliver(*last, Queued::fresh(event, lineage), now, out);
+    }
+
+    /// Hands `event` to every waiter it satisfies; returns the waiting steps,
+    /// which do not also receive it through normal routing.
+    fn resolve_waiters(&mut self, event: &AnyEvent, out: &mut Vec<Command>) -> Vec<StepIdx> {
+        let ty = event.event_type();
+        let mut json: Option<Value> = None;
+        let mut answered = Vec::new();
+        let mut index = 0;
+        while index < self.waiters.len() {
+            let waiter = &self.waiters[index];
+            let matches = waiter.ty == ty && {
+                if waiter.requirements.is_empty() {
+                    true
+                } else {
+                    let fields = json.get_or_insert_with(|| event.to_json().unwrap_or(Value::Null));
+                    waiter.requirements.iter().all(|(k, v)| fields.get(k) == Some(v))
+                }
+            };
+            if !matches {
+                index += 1;
+                continue;
+            }
+            let waiter = self.waiters.remove(index);
+            self.waiter_closed(waiter.invocation);
+            answered.push(waiter.step);
+            out.push(Command::ResolveWaiter {
+                key: waiter.key,
+                result: Ok(event.clone()),
+            });
+        }
+        answered
+    }
+
+    /// Withdraws waiter `key`: its `wait_for_event` future was dropped before an
+    /// event came (the step gave up on it with `select!` or a timeout of its own).
+    pub(crate) fn withdraw_waiter(&mut self, key: u64, out: &mut Vec<Command>) {
+        if self.finished {
+            return;
+        }
+        let Some(index) = self.waiters.iter().position(|w| w.key == key) else {
+            return; // already answered or timed out
+        };
+        let waiter = self.waiters.remove(index);
+        self.waiter_closed(waiter.invocation);
+        self.check_idle(out);
+    }
+
+    fn waiter_timed_out(&mut self, key: u64, out: &mut Vec<Command>) {
+        let Some(index) = self.waiters.iter().position(|w| w.key == key) else {
+            return; // already answered
+        };
+        let waiter = self.waiters.remove(index);
+        self.waiter_closed(waiter.invocation);
+        out.push(Command::ResolveWaiter {
+            key,
+            result: Err(WaitError::TimedOut {
+                step: self.workflow.steps[waiter.step].name().to_owned(),
+                event: waiter.ty.name(),
+                waiter_id: waiter.id,
+            }),
+        });
+    }
+
+    fn waiter_closed(&mut self, invocation: InvocationId) {
+        if let Some(inflight) = self.invocations.get_mut(invocation) {
+            inflight.waiting = inflight.waiting.saturating_sub(1);
+            if inflight.waiting == 0 {
+                self.waiting_invocations -= 1;
+            }
+        }
+    }
+
+    /// Publishes `WorkflowIdle` when all remaining work waits for outside input:
+    /// every in-flight invocation is suspended in `wait_for_event` and no retry
+    /// is due. Queued events do not count as work: an event queues only while
+    /// its step has no free worker, and those workers are all waiting, so the
+    /// queue cannot move without outside input either.
+    fn check_idle(&mut self, out: &mut Vec<Command>) {
+        let idle = !self.finished && self.retries.is_empty() && self.invocations.len == self.waiting_invocations;
+        if idle && !self.idle {
+            let waiting = self
+                .waiters
+                .iter()
+                .map(|w| format!("{}/{}", self.workflow.steps[w.step].name(), w.id))
+                .collect();
+            out.push(Command::Publish(AnyEvent::new(WorkflowIdle { waiting })));
+        }
+        self.idle = idle;
     }
 
     fn unhandled(&mut self, event: &AnyEvent, target: Option<StepIdx>, out: &mut Vec<Command>) {
@@ -296,26 +615,39 @@ impl RunState {
         })));
     }
 
-    /// Starts `event` on a free worker of `step`, or queues it behind earlier arrivals.
-    fn deliver(&mut self, step: StepIdx, event: AnyEvent, out: &mut Vec<Command>) {
+    /// Starts `queued` on a free worker of `step`, or queues it behind earlier arrivals.
+    fn deliver(&mut self, step: StepIdx, queued: Queued, now: Duration, out: &mut Vec<Command>) {
         let slot = &mut self.steps[step];
         if slot.queue.is_empty() && slot.active < self.workflow.steps[step].config.num_workers {
-            self.start(step, event, out);
+            self.start(step, queued, now, out);
         } else {
             if self.internal_events {
-                out.push(self.phase_event(step, StepPhase::Queued, None, &event, None, None));
+                out.push(self.phase_event(step, StepPhase::Queued, None, &queued.event, None, None));
             }
-            self.steps[step].queue.push_back(event);
+            self.steps[step].queue.push_back(queued);
         }
     }
 
-    fn start(&mut self, step: StepIdx, event: AnyEvent, out: &mut Vec<Command>) {
+    fn start(&mut self, step: StepIdx, queued: Queued, now: Duration, out: &mut Vec<Command>) {
         let worker = self.steps[step].claim_worker();
+        let attempt = match queued.attempt {
+            Some(attempt) => *attempt,
+            None => Attempt {
+                number: 1,
+                first_at: now,
+                last_error: None,
+                last_failed_at: None,
+            },
+        };
+        let event = queued.event;
         let invocation = self.invocations.insert(InFlight {
             step,
             worker,
             event: event.clone(),
-            attempts: 1,
+            attempt,
+            lineage: queued.lineage,
+            lent: Vec::new(),
+            waiting: 0,
         });
         if self.internal_events {
             out.push(self.phase_event(step, StepPhase::Running, Some(worker), &event, None, None));
@@ -328,10 +660,31 @@ impl RunState {
         }));
     }
 
-    fn step_done(&mut self, invocation: InvocationId, result: Result<Emitted, StepError>, out: &mut Vec<Command>) {
+    fn step_done(
+        &mut self,
+        invocation: InvocationId,
+        result: Result<Emitted, StepError>,
+        now: Duration,
+        out: &mut Vec<Command>,
+    ) {
         let Some(done) = self.invocations.remove(invocation) else {
             return; // stale: the invocation was already accounted for
         };
+        let step = done.step;
+        if done.waiting > 0 {
+            self.waiting_invocations -= 1;
+            // Waits still open in tasks the step spawned end with an error.
+            self.waiters.retain(|w| {
+                if w.invocation != invocation {
+                    return true;
+                }
+                out.push(Command::ResolveWaiter {
+                    key: w.key,
+                    result: Err(WaitError::RunEnded { event: w.ty.name() }),
+                });
+                false
+            });
+        }
         self.steps[done.step].release_worker(done.worker);
         if self.internal_events {
             let phase = self.phase_event(
@@ -347,36 +700,92 @@ impl RunState {
         match result {
             Ok(emitted) => {
                 for event in emitted {
-                    self.add_event(event, None, out);
+                    self.add_event(event, None, done.lineage.clone(), now, out);
                     if self.finished {
                         return;
                     }
                 }
-                self.drain_queue(done.step, out);
             }
             Err(error) => {
-                out.push(Command::Publish(AnyEvent::new(WorkflowFailed {
-                    step: self.workflow.steps[done.step].name().to_owned(),
-                    error: error.to_string(),
-                    attempts: done.attempts,
-                })));
-                self.finish(
-                    Outcome::Failed {
-                        step: done.step,
-                        attempts: done.attempts,
-                        error,
-                    },
-                    out,
-                );
+                self.failed(done, error, now, out);
+                if self.finished {
+                    return;
+                }
             }
         }
+        self.drain_queue(step, now, out);
     }
 
-    fn drain_queue(&mut self, step: StepIdx, out: &mut Vec<Command>) {
+    /// A step attempt failed: give back its collect sets, then retry, hand the
+    /// failure to an error handler, or fail the run.
+    fn failed(&mut self, done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
+        let step = done.step;
+        for (buffer, set) in done.lent {
+            self.buffers.entry((step, buffer)).or_default().restore(set);
+        }
+        let name = self.workflow.steps[step].name();
+        let attempts = done.attempt.number;
+        let elapsed = now.saturating_sub(done.attempt.first_at);
+        let delay = self.workflow.steps[step].config.retry.as_ref().and_then(|policy| {
+            let seed = retry_seed(&self.run_id, name, attempts);
+            policy.next_delay(attempts, elapsed, &error, seed)
+        });
+        if let Some(after) = delay {
+            tracing::debug!(step = name, attempts, ?after, %error, "step failed; retrying");
+            let timer = self.next_timer;
+            self.next_timer += 1;
+            let retry = Queued {
+                event: done.event,
+                attempt: Some(Box::new(Attempt {
+                    number: attempts + 1,
+                    first_at: done.attempt.first_at,
+                    last_error: Some(error),
+                    last_failed_at: Some(now),
+                })),
+                lineage: done.lineage,
+            };
+            self.retries.insert(timer, (step, retry));
+            out.push(Command::Schedule {
+                after,
+                timer: Timer::Retry(timer),
+            });
+            return;
+        }
+        if let Some((handler, budget)) = self.workflow.error_handler(step) {
+            if recoveries(&done.lineage, handler) < budget {
+                let failure = StepFailed {
+                    step: name.to_owned(),
+                    input_event_name: done.event.name().to_owned(),
+                    input_event: done.event.to_json().unwrap_or(Value::Null),
+                    error: error.to_string(),
+                    panicked: error.is_panic(),
+                    attempts,
+                    elapsed_secs: elapsed.as_secs_f64(),
+                    input: Some(done.event),
+                };
+                let lineage = with_recovery(&done.lineage, handler);
+                self.deliver(handler, Queued::fresh(AnyEvent::new(failure), lineage), now, out);
+                return;
+            }
+            tracing::warn!(
+                step = name,
+                handler = self.workflow.steps[handler].name(),
+                "recovery budget exhausted"
+            );
+        }
+        out.push(Command::Publish(AnyEvent::new(WorkflowFailed {
+            step: name.to_owned(),
+            error: error.to_string(),
+            attempts,
+        })));
+        self.finish(Outcome::Failed { step, attempts, error }, out);
+    }
+
+    fn drain_queue(&mut self, step: StepIdx, now: Duration, out: &mut Vec<Command>) {
         let limit = self.workflow.steps[step].config.num_workers;
         while self.steps[step].active < limit {
             match self.steps[step].queue.pop_front() {
-                Some(event) => self.start(step, event, out),
+                Some(queued) => self.start(step, queued, now, out),
                 None => break,
             }
         }
@@ -407,15 +816,16 @@ impl RunState {
             error: error.map(|e| e.to_string()),
         }))
     }
+}
 
+#[cfg(test)]
+impl RunState {
     /// Number of invocations currently running (all steps).
-    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
-        self.invocations.iter().count()
+        self.invocations.len
     }
 
     /// Total queued events (all steps).
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.steps.iter().map(|s| s.queue.len()).sum()
     }
@@ -445,18 +855,25 @@ mod tests {
             })
             .build()
             .unwrap();
-        RunState::new(workflow.core, false)
+        RunState::new(workflow.core, "run".into(), false)
     }
 
     fn reduce(state: &mut RunState, tick: Tick) -> Vec<Command> {
         let mut out = Vec::new();
-        state.reduce(tick, &mut out);
+        state.reduce(tick, Duration::ZERO, &mut out);
         out
     }
 
     fn add(state: &mut RunState, event: impl crate::Event) -> Vec<Command> {
         let event = AnyEvent::new(event);
-        reduce(state, Tick::AddEvent { event, target: None })
+        reduce(
+            state,
+            Tick::AddEvent {
+                event,
+                target: None,
+                origin: None,
+            },
+        )
     }
 
     fn done(state: &mut RunState, invocation: InvocationId) -> Vec<Command> {

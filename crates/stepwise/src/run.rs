@@ -8,22 +8,27 @@
 //! right away under the run's lock, so fan-in is decided in one place.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
 use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
 use crate::context::Context;
-use crate::error::{RunError, SendError, StepError, StreamError};
+use crate::error::{RunError, SendError, StepError, StreamError, WaitError};
 use crate::event::{AnyEvent, Event};
-use crate::reducer::{Command, InvocationId, Outcome, RunState, StartWorker, StepIdx, Tick};
+use crate::reducer::{
+    Command, InvocationId, Outcome, RetryInfo, RunState, StartWorker, StepIdx, Tick, Timer, WaiterSpec,
+};
+use crate::state::StateStore;
 use crate::step::{Emitted, StepFuture};
 use crate::workflow::WorkflowCore;
 
@@ -32,6 +37,7 @@ use crate::workflow::WorkflowCore;
 pub struct RunOptions {
     run_id: Option<String>,
     internal_events: bool,
+    state: Option<StateStore>,
 }
 
 impl RunOptions {
@@ -52,14 +58,29 @@ impl RunOptions {
         self.internal_events = on;
         self
     }
+
+    /// Runs with `store` as the run state: values set in it before the run are
+    /// visible to the steps, and passing the store of a finished run
+    /// (`handle.state()`) carries its state over. It must hold the workflow's
+    /// declared state type.
+    pub fn state(mut self, store: StateStore) -> Self {
+        self.state = Some(store);
+        self
+    }
 }
+
+/// Sender half of a suspended `wait_for_event`.
+type WaiterSender = tokio::sync::oneshot::Sender<Result<AnyEvent, WaitError>>;
 
 /// State guarded by the run lock: the reducer state plus work for the driver.
 struct RunCore {
     state: RunState,
     commands: Vec<Command>,
     starts: Vec<StartWorker>,
+    /// Timers to arm: when (since the run started) and which.
+    timers: Vec<(Duration, Timer)>,
     finish: Option<Outcome>,
+    waiters: HashMap<u64, WaiterSender>,
 }
 
 /// What the caller side reads: published events and the final result.
@@ -85,7 +106,10 @@ enum StreamState {
 /// Everything one run shares between its driver, its steps and its handle.
 pub(crate) struct RunShared {
     pub(crate) workflow: Arc<WorkflowCore>,
-    pub(crate) run_id: String,
+    pub(crate) run_id: Arc<str>,
+    pub(crate) state: StateStore,
+    /// The run's one clock: every time the reducer sees is measured from here.
+    started: tokio::time::Instant,
     core: Mutex<RunCore>,
     outbox: Mutex<Outbox>,
     /// Set when the driver has starts or a finish to pick up.
@@ -113,10 +137,52 @@ impl RunShared {
     /// Reduces `tick` and executes its commands: publishes go out at once
     /// (preserving order), worker starts and the finish go to the driver.
     pub(crate) fn apply(&self, tick: Tick) {
+        let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        core.state.reduce(tick, &mut core.commands);
-        self.execute(core);
+        core.state.reduce(tick, now, &mut core.commands);
+        self.execute(core, now);
+    }
+
+    /// Time since the run started, on tokio's clock (so a paused test clock
+    /// drives timeouts, retries and waiters alike).
+    pub(crate) fn now(&self) -> Duration {
+        tokio::time::Instant::now().saturating_duration_since(self.started)
+    }
+
+    /// What `ctx.retry_info()` reports for `invocation`.
+    pub(crate) fn retry_info(&self, invocation: InvocationId) -> Option<RetryInfo> {
+        let now = self.now();
+        lock(&self.core).state.retry_info(invocation, now)
+    }
+
+    /// Suspends `invocation` until an event matching `spec` arrives; returns
+    /// the waiter's key and the receiver the answer arrives on.
+    pub(crate) fn add_waiter(
+        &self,
+        invocation: InvocationId,
+        spec: WaiterSpec,
+    ) -> Result<(u64, tokio::sync::oneshot::Receiver<Result<AnyEvent, WaitError>>), WaitError> {
+        let now = self.now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        let key = core.state.add_waiter(invocation, spec, &mut core.commands);
+        if let Ok(key) = key {
+            core.waiters.insert(key, tx);
+        }
+        self.execute(core, now);
+        key.map(|key| (key, rx))
+    }
+
+    /// Withdraws waiter `key`, whose `wait_for_event` was dropped unanswered.
+    pub(crate) fn withdraw_waiter(&self, key: u64) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        core.waiters.remove(&key);
+        core.state.withdraw_waiter(key, &mut core.commands);
+        self.execute(core, now);
     }
 
     /// Offers `event` to a collect buffer of the invocation's step.
@@ -134,11 +200,20 @@ impl RunShared {
         guard.state.collect(invocation, buffer, event, expect)
     }
 
-    fn execute(&self, core: &mut RunCore) {
+    fn execute(&self, core: &mut RunCore, now: Duration) {
         let mut handoff = false;
         for command in core.commands.drain(..) {
             match command {
                 Command::Publish(event) => self.publish(event),
+                Command::Schedule { after, timer } => {
+                    core.timers.push((now.saturating_add(after), timer));
+                    handoff = true;
+                }
+                Command::ResolveWaiter { key, result } => {
+                    if let Some(waiter) = core.waiters.remove(&key) {
+                        let _ = waiter.send(result); // the step may be gone already
+                    }
+                }
                 Command::StartWorker(start) => {
                     if self.workflow.verbose {
                         println!(
@@ -176,21 +251,28 @@ impl RunShared {
     }
 
     /// Sends an event into the run from a step or from outside.
-    pub(crate) fn send(&self, event: AnyEvent, target: Option<&str>) -> Result<(), SendError> {
+    pub(crate) fn send(
+        &self,
+        event: AnyEvent,
+        target: Option<&str>,
+        origin: Option<InvocationId>,
+    ) -> Result<(), SendError> {
         let target = match target {
             None => None,
             Some(name) => Some(self.check_target(name, &event)?),
         };
+        let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
             return Err(SendError::RunEnded {
-                run_id: self.run_id.clone(),
+                run_id: self.run_id.to_string(),
                 event: event.name(),
             });
         }
         let core = &mut *guard;
-        core.state.reduce(Tick::AddEvent { event, target }, &mut core.commands);
-        self.execute(core);
+        core.state
+            .reduce(Tick::AddEvent { event, target, origin }, now, &mut core.commands);
+        self.execute(core, now);
         Ok(())
     }
 
@@ -245,20 +327,37 @@ fn generate_run_id() -> String {
 
 /// Creates the run and spawns its driver.
 pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, options: RunOptions) -> RunHandle<O> {
-    let run_id = options.run_id.unwrap_or_else(generate_run_id);
+    let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
+    let state = options.state.unwrap_or_else(workflow.state.fresh);
+    let state_ok = state.type_id() == workflow.state.type_id;
     let shared = Arc::new(RunShared {
         core: Mutex::new(RunCore {
-            state: RunState::new(Arc::clone(&workflow), options.internal_events),
+            state: RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events),
             commands: Vec::new(),
             starts: Vec::new(),
+            timers: Vec::new(),
             finish: None,
+            waiters: HashMap::new(),
         }),
         outbox: Mutex::new(Outbox::default()),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
+        started: tokio::time::Instant::now(),
         workflow,
         run_id,
+        state,
     });
+    if !state_ok {
+        shared.close(Err(RunError::StateTypeMismatch {
+            run_id: shared.run_id.to_string(),
+            expected: shared.workflow.state.type_name,
+            found: shared.state.type_name(),
+        }));
+        return RunHandle {
+            shared,
+            _out: PhantomData,
+        };
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             // The start event enters the run now, so that anything sent through
@@ -266,12 +365,13 @@ pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, opti
             shared.apply(Tick::AddEvent {
                 event: start,
                 target: None,
+                origin: None,
             });
             let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
             runtime.spawn(as_driver(Arc::clone(&shared)).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
-            run_id: shared.run_id.clone(),
+            run_id: shared.run_id.to_string(),
         })),
     }
     RunHandle {
@@ -333,6 +433,83 @@ enum Wake {
     StepDone(StepFinished),
     Handoff,
     Timeout,
+    TimersDue,
+}
+
+/// The driver's timers: a min-heap of (due, sequence, timer) and one sleep
+/// armed for the earliest. The sequence breaks ties in arming order, so two
+/// timers due at the same instant fire deterministically.
+struct Timers {
+    heap: BinaryHeap<Reverse<(Duration, u64, TimerKey)>>,
+    next_seq: u64,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    started: tokio::time::Instant,
+}
+
+/// `Timer` with a total order, for the heap.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Retry(u64),
+    Waiter(u64),
+}
+
+impl Timers {
+    fn new(started: tokio::time::Instant) -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+            sleep: None,
+            started,
+        }
+    }
+
+    fn arm(&mut self, due: Duration, timer: Timer) {
+        let key = match timer {
+            Timer::Retry(id) => TimerKey::Retry(id),
+            Timer::WaiterTimeout(id) => TimerKey::Waiter(id),
+        };
+        self.heap.push(Reverse((due, self.next_seq, key)));
+        self.next_seq += 1;
+        self.rearm();
+    }
+
+    /// Points the sleep at the earliest timer.
+    fn rearm(&mut self) {
+        let Some(Reverse((due, _, _))) = self.heap.peek() else {
+            self.sleep = None;
+            return;
+        };
+        let deadline = self.started + *due;
+        match &mut self.sleep {
+            Some(sleep) if sleep.deadline() == deadline => {}
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Removes and returns the timers due at `now`, in order.
+    fn take_due(&mut self, now: Duration) -> Vec<Timer> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _, key))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            due.push(match key {
+                TimerKey::Retry(id) => Timer::Retry(*id),
+                TimerKey::Waiter(id) => Timer::WaiterTimeout(*id),
+            });
+            self.heap.pop();
+        }
+        self.rearm();
+        due
+    }
 }
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
@@ -360,16 +537,25 @@ async fn drive(shared: Arc<RunShared>) {
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
     let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     let mut starts: Vec<StartWorker> = Vec::new();
+    let mut timers = Timers::new(shared.started);
+    let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
     loop {
         let finish = {
             let mut core = lock(&shared.core);
             shared.pending.store(false, Ordering::Release);
             std::mem::swap(&mut core.starts, &mut starts);
+            std::mem::swap(&mut core.timers, &mut armed);
             core.finish.take()
         };
+        for (due, timer) in armed.drain(..) {
+            timers.arm(due, timer);
+        }
         if let Some(outcome) = finish {
-            drop(running); // cancels every in-flight invocation
+            // Cancel every in-flight invocation; waits in tasks that steps
+            // spawned then end with `WaitError::RunEnded`.
+            drop(running);
+            lock(&shared.core).waiters.clear();
             finish_run(&shared, outcome);
             return;
         }
@@ -390,9 +576,12 @@ async fn drive(shared: Arc<RunShared>) {
                     return Poll::Ready(Wake::Handoff);
                 }
             }
-            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(Wake::Timeout),
-                _ => Poll::Pending,
+            if let Some(Poll::Ready(())) = timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                return Poll::Ready(Wake::Timeout);
+            }
+            match timers.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Wake::TimersDue),
+                Poll::Pending => Poll::Pending,
             }
         })
         .await;
@@ -407,6 +596,11 @@ async fn drive(shared: Arc<RunShared>) {
             Wake::Timeout => {
                 timer = None;
                 shared.apply(Tick::Timeout);
+            }
+            Wake::TimersDue => {
+                for timer in timers.take_due(shared.now()) {
+                    shared.apply(Tick::Fire(timer));
+                }
             }
             Wake::Handoff => {}
         }
@@ -446,7 +640,7 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if !self.0.is_closed() {
             self.0.close(Err(RunError::Aborted {
-                run_id: self.0.run_id.clone(),
+                run_id: self.0.run_id.to_string(),
             }));
         }
     }
@@ -478,7 +672,7 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
 }
 
 fn finish_run(shared: &RunShared, outcome: Outcome) {
-    let run_id = shared.run_id.clone();
+    let run_id = shared.run_id.to_string();
     let result = match outcome {
         Outcome::Completed(stop) => Ok(stop),
         Outcome::Failed { step, attempts, error } => Err(RunError::StepFailed {
@@ -530,7 +724,7 @@ impl<O: Event> RunHandle<O> {
         let mut outbox = lock(&self.shared.outbox);
         if outbox.stream != StreamState::Waiting {
             return Err(StreamError::AlreadyTaken {
-                run_id: self.shared.run_id.clone(),
+                run_id: self.shared.run_id.to_string(),
             });
         }
         outbox.stream = StreamState::Taken;
@@ -543,12 +737,23 @@ impl<O: Event> RunHandle<O> {
 
     /// Sends an event into the run, to every step that accepts its type.
     pub fn send_event<E: Event>(&self, event: E) -> Result<(), SendError> {
-        self.shared.send(AnyEvent::new(event), None)
+        self.shared.send(AnyEvent::new(event), None, None)
     }
 
     /// Sends an event to one step, which must exist and accept its type.
     pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
-        self.shared.send(AnyEvent::new(event), Some(step))
+        self.shared.send(AnyEvent::new(event), Some(step), None)
+    }
+
+    /// Sends an already type-erased event (see [`RunHandle::send_event`]).
+    pub fn send_any(&self, event: AnyEvent) -> Result<(), SendError> {
+        self.shared.send(event, None, None)
+    }
+
+    /// The run's state store. Pass it to the next run with
+    /// [`RunOptions::state`] to carry the state over.
+    pub fn state(&self) -> &StateStore {
+        &self.shared.state
     }
 
     /// Cancels the run: in-flight steps are dropped, [`WorkflowCancelled`](crate::WorkflowCancelled)
@@ -576,7 +781,7 @@ impl<O: Event> Future for RunHandle<O> {
                 Poll::Ready(result.and_then(|stop| {
                     let found = stop.name();
                     stop.downcast::<O>().map_err(|_| RunError::WrongStopType {
-                        run_id: self.shared.run_id.clone(),
+                        run_id: self.shared.run_id.to_string(),
                         expected: O::NAME,
                         found,
                     })

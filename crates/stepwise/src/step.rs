@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::context::Context;
 use crate::error::StepError;
 use crate::event::{AnyEvent, Event, EventType};
+use crate::retry::RetryPolicy;
 
 /// The parameter type of a step: one event type, or a union of several
 /// (an enum with `#[derive(EventUnion)]`).
@@ -272,6 +273,59 @@ pub struct StepConfig {
     pub(crate) extra_emits: Vec<EventType>,
     pub(crate) skip_checks: Vec<GraphCheck>,
     pub(crate) doc: Option<String>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) catch: Option<CatchErrors>,
+}
+
+/// Makes a step the error handler of other steps: when a covered step fails
+/// for good (retries exhausted), the handler receives a
+/// [`StepFailed`](crate::StepFailed) event and may return a stop event, route
+/// to another step, or fail the run by failing itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchErrors {
+    pub(crate) for_steps: Option<Vec<String>>,
+    pub(crate) max_recoveries: u32,
+}
+
+impl CatchErrors {
+    /// Handles failures of every step that no scoped handler claims
+    /// (at most one catch-all per workflow).
+    pub fn all() -> Self {
+        CatchErrors {
+            for_steps: None,
+            max_recoveries: 1,
+        }
+    }
+
+    /// Handles failures of the named steps.
+    pub fn for_steps<I, S>(steps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CatchErrors {
+            for_steps: Some(steps.into_iter().map(Into::into).collect()),
+            max_recoveries: 1,
+        }
+    }
+
+    /// How many times the handler may recover along one chain of events
+    /// (default 1). Events derived from the handler's output carry the count,
+    /// so a failure that recurs after recovery cannot loop forever.
+    pub fn max_recoveries(mut self, n: u32) -> Self {
+        self.max_recoveries = n;
+        self
+    }
+
+    /// The steps covered (`None` for a catch-all).
+    pub fn steps(&self) -> Option<&[String]> {
+        self.for_steps.as_deref()
+    }
+
+    /// The recovery budget.
+    pub fn recoveries(&self) -> u32 {
+        self.max_recoveries
+    }
 }
 
 impl StepConfig {
@@ -283,7 +337,24 @@ impl StepConfig {
             extra_emits: Vec::new(),
             skip_checks: Vec::new(),
             doc: None,
+            retry: None,
+            catch: None,
         }
+    }
+
+    /// Retries the step on failure according to `policy`. A retry runs the
+    /// step again with the same input event (and any collect set the failed
+    /// attempt had taken).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Makes this step an error handler (see [`CatchErrors`]). Its input must
+    /// accept [`StepFailed`](crate::StepFailed).
+    pub fn catch_errors(mut self, catch: CatchErrors) -> Self {
+        self.catch = Some(catch);
+        self
     }
 
     /// At most `n` invocations of this step run at once; the rest queue in
@@ -360,4 +431,8 @@ pub struct StepInfo {
     pub num_workers: usize,
     /// Its doc comment.
     pub doc: Option<String>,
+    /// Its retry policy.
+    pub retry: Option<RetryPolicy>,
+    /// Its error-handler role.
+    pub catch_errors: Option<CatchErrors>,
 }

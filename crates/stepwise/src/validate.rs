@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::builtin::StepFailed;
 use crate::event::{Event, EventKind, EventType};
 use crate::step::{GraphCheck, StepSpec};
 
@@ -77,6 +78,42 @@ pub enum ValidationIssue {
         /// The steps.
         steps: Vec<String>,
     },
+    /// An error handler whose input does not accept `StepFailed`.
+    HandlerRejectsStepFailed {
+        /// The handler.
+        handler: String,
+    },
+    /// An error handler with `max_recoveries = 0`.
+    ZeroRecoveries {
+        /// The handler.
+        handler: String,
+    },
+    /// More than one catch-all error handler.
+    SeveralCatchAllHandlers {
+        /// The handlers.
+        handlers: Vec<String>,
+    },
+    /// An error handler lists a step that does not exist.
+    UnknownHandledStep {
+        /// The handler.
+        handler: String,
+        /// The missing step.
+        step: String,
+    },
+    /// An error handler lists another error handler.
+    HandlerCoversHandler {
+        /// The handler.
+        handler: String,
+        /// The other handler it lists.
+        step: String,
+    },
+    /// Two error handlers claim the same step.
+    StepClaimedTwice {
+        /// The step.
+        step: String,
+        /// The two handlers.
+        handlers: (String, String),
+    },
 }
 
 fn pairs(events: &[(String, Vec<String>)], role: &str) -> String {
@@ -143,6 +180,30 @@ impl fmt::Display for ValidationIssue {
                 "[dead_end] step(s) {} have no path to the stop event (or an input request)",
                 quoted(steps)
             ),
+            HandlerRejectsStepFailed { handler } => write!(
+                f,
+                "error handler `{handler}` must accept `StepFailed` (its input type does not)"
+            ),
+            ZeroRecoveries { handler } => {
+                write!(f, "error handler `{handler}` has max_recoveries = 0; it needs at least 1")
+            }
+            SeveralCatchAllHandlers { handlers } => write!(
+                f,
+                "only one catch-all error handler is allowed, found {}",
+                quoted(handlers)
+            ),
+            UnknownHandledStep { handler, step } => {
+                write!(f, "error handler `{handler}` lists unknown step `{step}`")
+            }
+            HandlerCoversHandler { handler, step } => write!(
+                f,
+                "error handler `{handler}` lists `{step}`, which is an error handler itself; a handler's failure always fails the run"
+            ),
+            StepClaimedTwice { step, handlers } => write!(
+                f,
+                "step `{step}` is claimed by two error handlers: `{}` and `{}`",
+                handlers.0, handlers.1
+            ),
         }
     }
 }
@@ -201,12 +262,81 @@ impl Graph<'_> {
     }
 }
 
+/// What validation learned about a sound workflow.
+pub(crate) struct Validated {
+    pub(crate) start: EventType,
+    pub(crate) stop: EventType,
+    /// Per step: the error handler covering it and its recovery budget.
+    pub(crate) handlers: Vec<Option<(usize, u32)>>,
+}
+
+/// Which handler covers each step (scoped claims first, then the catch-all),
+/// with its recovery budget. Handlers never cover handlers.
+pub(crate) fn error_handlers(steps: &[StepSpec], issues: &mut Vec<ValidationIssue>) -> Vec<Option<(usize, u32)>> {
+    let failed = EventType::of::<StepFailed>();
+    let name_of = |i: usize| steps[i].name().to_owned();
+    let handlers: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].config.catch.is_some()).collect();
+    let mut covered: Vec<Option<(usize, u32)>> = vec![None; steps.len()];
+    let mut catch_all = Vec::new();
+    for &h in &handlers {
+        let Some(catch) = &steps[h].config.catch else { continue };
+        if !steps[h].accepts(&failed) {
+            issues.push(ValidationIssue::HandlerRejectsStepFailed { handler: name_of(h) });
+        }
+        if catch.max_recoveries == 0 {
+            issues.push(ValidationIssue::ZeroRecoveries { handler: name_of(h) });
+        }
+        let Some(for_steps) = &catch.for_steps else {
+            catch_all.push(h);
+            continue;
+        };
+        for step in for_steps {
+            let Some(target) = steps.iter().position(|s| s.name() == step) else {
+                issues.push(ValidationIssue::UnknownHandledStep {
+                    handler: name_of(h),
+                    step: step.clone(),
+                });
+                continue;
+            };
+            if steps[target].config.catch.is_some() {
+                issues.push(ValidationIssue::HandlerCoversHandler {
+                    handler: name_of(h),
+                    step: step.clone(),
+                });
+                continue;
+            }
+            match covered[target] {
+                Some((other, _)) if other != h => issues.push(ValidationIssue::StepClaimedTwice {
+                    step: step.clone(),
+                    handlers: (name_of(other), name_of(h)),
+                }),
+                _ => covered[target] = Some((h, catch.max_recoveries)),
+            }
+        }
+    }
+    match catch_all.as_slice() {
+        [] => {}
+        [h] => {
+            let budget = steps[*h].config.catch.as_ref().map_or(1, |c| c.max_recoveries);
+            for (i, slot) in covered.iter_mut().enumerate() {
+                if slot.is_none() && steps[i].config.catch.is_none() {
+                    *slot = Some((*h, budget));
+                }
+            }
+        }
+        many => issues.push(ValidationIssue::SeveralCatchAllHandlers {
+            handlers: many.iter().map(|&h| name_of(h)).collect(),
+        }),
+    }
+    covered
+}
+
 /// Runs every check; returns the start and stop types on success.
 pub(crate) fn validate<S: Event, O: Event>(
     workflow: &str,
     steps: &[StepSpec],
     skip: &[GraphCheck],
-) -> Result<(EventType, EventType), BuildError> {
+) -> Result<Validated, BuildError> {
     let mut issues = Vec::new();
     let fail = |issues| BuildError {
         workflow: workflow.to_owned(),
@@ -238,8 +368,9 @@ pub(crate) fn validate<S: Event, O: Event>(
     check_connectivity(&graph, &table, stop, &mut issues);
     check_reachability(&graph, &table, start, &mut issues);
     check_dead_ends(&graph, &table, &mut issues);
+    let handlers = error_handlers(steps, &mut issues);
     if issues.is_empty() {
-        Ok((start, stop))
+        Ok(Validated { start, stop, handlers })
     } else {
         Err(fail(issues))
     }
@@ -310,7 +441,8 @@ fn check_connectivity(
                 event: ty.name().to_owned(),
             });
         }
-        let from_outside = matches!(ty.kind(), EventKind::Start | EventKind::HumanResponse);
+        let from_outside =
+            matches!(ty.kind(), EventKind::Start | EventKind::HumanResponse) || *ty == EventType::of::<StepFailed>();
         let waiting: Vec<usize> = consumers
             .iter()
             .copied()
@@ -352,7 +484,7 @@ fn check_reachability(
     let mut frontier: Vec<EventType> = table
         .iter()
         .map(|(ty, _, _)| *ty)
-        .filter(|ty| *ty == start || ty.kind() == EventKind::HumanResponse)
+        .filter(|ty| *ty == start || ty.kind() == EventKind::HumanResponse || *ty == EventType::of::<StepFailed>())
         .collect();
     let mut seen: HashSet<EventType> = frontier.iter().copied().collect();
     while let Some(ty) = frontier.pop() {

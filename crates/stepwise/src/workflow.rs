@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::builtin::{StartEvent, StopEvent};
 use crate::event::{Event, EventType};
 use crate::run::{self, RunHandle, RunOptions};
+use crate::state::{JsonState, State, StateStore};
 use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepSpec};
 use crate::validate::{self, BuildError};
 
@@ -22,6 +23,8 @@ pub(crate) struct WorkflowCore {
     pub(crate) stop: EventType,
     pub(crate) timeout: Option<Duration>,
     pub(crate) verbose: bool,
+    pub(crate) state: StateSpec,
+    handlers: Vec<Option<(usize, u32)>>,
     routes: HashMap<TypeId, Vec<usize>>,
     by_name: HashMap<String, usize>,
 }
@@ -34,6 +37,29 @@ impl WorkflowCore {
 
     pub(crate) fn step_index(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
+    }
+
+    /// The error handler covering `step`, with its recovery budget.
+    pub(crate) fn error_handler(&self, step: usize) -> Option<(usize, u32)> {
+        self.handlers.get(step).copied().flatten()
+    }
+}
+
+/// The workflow's state type and how to make a fresh store of it.
+#[derive(Clone, Copy)]
+pub(crate) struct StateSpec {
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: &'static str,
+    pub(crate) fresh: fn() -> StateStore,
+}
+
+impl StateSpec {
+    fn of<T: State>() -> Self {
+        StateSpec {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            fresh: StateStore::default_of::<T>,
+        }
     }
 }
 
@@ -63,6 +89,7 @@ pub struct WorkflowBuilder<S = StartEvent, O = StopEvent> {
     timeout: Option<Duration>,
     verbose: bool,
     skip_checks: Vec<GraphCheck>,
+    state: StateSpec,
     _io: PhantomData<fn(S) -> O>,
 }
 
@@ -76,8 +103,18 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
             timeout: None,
             verbose: false,
             skip_checks: Vec::new(),
+            state: StateSpec::of::<JsonState>(),
             _io: PhantomData,
         }
+    }
+
+    /// Declares the run state type: every run starts with `T::default()` (or
+    /// the store given in [`RunOptions::state`]), and steps use
+    /// `ctx.state().edit(|s: &mut T| …)` and friends. Without it, runs get an
+    /// untyped JSON store.
+    pub fn state<T: State>(mut self) -> Self {
+        self.state = StateSpec::of::<T>();
+        self
     }
 
     /// The workflow's description (shown in drawings and listings).
@@ -130,7 +167,7 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
 
     /// Validates the definition and returns the runnable workflow.
     pub fn build(self) -> Result<Workflow<S, O>, BuildError> {
-        let (start, stop) = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
+        let validated = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
         let mut routes: HashMap<TypeId, Vec<usize>> = HashMap::new();
         let mut by_name = HashMap::new();
         for (index, step) in self.steps.iter().enumerate() {
@@ -147,10 +184,12 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
                 name: self.name,
                 doc: self.doc,
                 steps: self.steps,
-                start,
-                stop,
+                start: validated.start,
+                stop: validated.stop,
                 timeout: self.timeout,
                 verbose: self.verbose,
+                state: self.state,
+                handlers: validated.handlers,
                 routes,
                 by_name,
             }),
@@ -222,6 +261,11 @@ impl<S: Event, O: Event> Workflow<S, O> {
         self.core.timeout
     }
 
+    /// The Rust type name of the run state.
+    pub fn state_type(&self) -> &'static str {
+        self.core.state.type_name
+    }
+
     /// Every step, in definition order.
     pub fn steps(&self) -> Vec<StepInfo> {
         self.core
@@ -234,6 +278,8 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 sends: s.config.extra_emits.clone(),
                 num_workers: s.config.num_workers,
                 doc: s.config.doc.clone(),
+                retry: s.config.retry.clone(),
+                catch_errors: s.config.catch.clone(),
             })
             .collect()
     }

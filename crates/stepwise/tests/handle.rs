@@ -199,8 +199,8 @@ async fn a_human_answer_sent_from_outside_reaches_the_waiting_step() {
     }
     assert_eq!(
         names(&seen),
-        ["AskHuman", "StopEvent"],
-        "an input request is never unhandled"
+        ["AskHuman", "WorkflowIdle", "StopEvent"],
+        "an input request is never unhandled; the run is idle while it waits"
     );
     assert!(of_type::<UnhandledEvent>(&seen).is_empty());
     assert_eq!(settle(handle).await.unwrap().result, "Ada");
@@ -280,7 +280,7 @@ async fn an_event_nobody_accepts_sent_from_outside_is_unhandled() {
     handle.send_event(Ping(1)).unwrap();
     handle.send_event(HumanAnswer { text: "x".into() }).unwrap();
     let rest = drain(stream).await;
-    assert_eq!(names(&rest), ["UnhandledEvent", "StopEvent"]);
+    assert_eq!(names(&rest), ["WorkflowIdle", "UnhandledEvent", "StopEvent"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -448,3 +448,137 @@ async fn workflow_in_a_nested_module() {
     let stop = wf.run(StartEvent::new().with("text", "hi")).await.expect("run");
     assert_eq!(stop.result_as::<String>().expect("string result"), "hi");
 }
+
+// ------------------------------------- state, retries and error handlers
+
+mod guarded {
+    //! `#[workflow(state = ..)]`, `#[step(retry = ..)]`, `#[step(catch_errors)]`
+    //! and `#[step(catch_errors = ..)]`.
+    use std::time::Duration;
+
+    use serde::{Deserialize, Serialize};
+    use stepwise::{workflow, CatchErrors, Context, Event, RetryPolicy, StartEvent, StepError, StepFailed, StopEvent};
+
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct Visits {
+        pub count: u32,
+        pub attempts: Vec<u32>,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    pub struct Risky {
+        pub mode: String,
+    }
+
+    #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    pub struct Checked {
+        pub mode: String,
+    }
+
+    pub struct Guarded;
+
+    #[workflow(state = Visits)]
+    impl Guarded {
+        #[step]
+        async fn start(&self, ctx: &Context, ev: StartEvent) -> Result<Risky, StepError> {
+            ctx.state()
+                .edit(|v: &mut Visits| v.count += 1)
+                .await
+                .map_err(StepError::new)?;
+            let mode: String = ev.get("mode").map_err(StepError::new)?;
+            if mode == "start_fails" {
+                return Err(StepError::msg("start failed"));
+            }
+            Ok(Risky { mode })
+        }
+
+        /// Fails twice, then passes the event on.
+        #[step(retry = RetryPolicy::fixed(3, Duration::from_millis(10)))]
+        async fn flaky(&self, ctx: &Context, ev: Risky) -> Result<Checked, StepError> {
+            let attempt = ctx.retry_info().attempt;
+            ctx.state()
+                .edit(|v: &mut Visits| v.attempts.push(attempt))
+                .await
+                .map_err(StepError::new)?;
+            if attempt < 3 {
+                return Err(StepError::msg(format!("attempt {attempt}")));
+            }
+            Ok(Checked { mode: ev.mode })
+        }
+
+        #[step(name = "x")]
+        async fn check(&self, ev: Checked) -> Result<StopEvent, StepError> {
+            if ev.mode == "x_fails" {
+                return Err(StepError::msg("x failed"));
+            }
+            Ok(StopEvent::new("ok"))
+        }
+
+        #[step(catch_errors = CatchErrors::for_steps(["x"]).max_recoveries(2))]
+        async fn rescue_x(&self, ev: StepFailed) -> StopEvent {
+            StopEvent::new(format!("rescue_x: {}", ev.error))
+        }
+
+        #[step(catch_errors)]
+        async fn rescue_all(&self, ev: StepFailed) -> StopEvent {
+            StopEvent::new(format!("rescue_all: {} ({})", ev.error, ev.step))
+        }
+    }
+}
+
+#[test]
+fn state_retry_and_catch_errors_options_reach_the_step_config() {
+    use stepwise::CatchErrors;
+    let wf = guarded::Guarded.build().expect("valid workflow");
+    assert!(wf.state_type().ends_with("Visits"), "{}", wf.state_type());
+    let steps = wf.steps();
+    assert!(step_named(&steps, "flaky").retry.is_some());
+    assert!(step_named(&steps, "x").retry.is_none());
+    assert_eq!(
+        step_named(&steps, "rescue_x").catch_errors,
+        Some(CatchErrors::for_steps(["x"]).max_recoveries(2))
+    );
+    assert_eq!(step_named(&steps, "rescue_all").catch_errors, Some(CatchErrors::all()));
+    assert_eq!(step_named(&steps, "start").catch_errors, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_retry_and_catch_errors_work_through_the_macros() {
+    let wf = guarded::Guarded.build().expect("valid workflow");
+    let run = |mode: &str| {
+        let handle = wf.run(StartEvent::new().with("mode", mode));
+        let state = handle.state().clone();
+        async move { (handle.await, state) }
+    };
+
+    let started = tokio::time::Instant::now();
+    let (stop, state) = run("ok").await;
+    assert_eq!(stop.expect("run").result, "ok");
+    assert_eq!(
+        started.elapsed(),
+        std::time::Duration::from_millis(20),
+        "two 10 ms waits"
+    );
+    let visits: guarded::Visits = state.get().await.expect("typed state");
+    assert_eq!(
+        visits,
+        guarded::Visits {
+            count: 1,
+            attempts: vec![1, 2, 3]
+        }
+    );
+
+    let (stop, _) = run("x_fails").await;
+    assert_eq!(
+        stop.expect("recovered").result,
+        "rescue_x: x failed",
+        "the scoped handler"
+    );
+
+    let (stop, _) = run("start_fails").await;
+    assert_eq!(
+        stop.expect("recovered").result,
+        "rescue_all: start failed (start)",
+        "the catch-all"
+    );
+}
