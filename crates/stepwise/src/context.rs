@@ -7,7 +7,7 @@ use crate::collect::{CollectSet, Expectation};
 use crate::error::{SendError, WaitError};
 use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
 use crate::reducer::RetryInfo;
-use crate::reducer::{InvocationId, StepIdx, Tick};
+use crate::reducer::{InvocationId, StepIdx};
 use crate::run::RunShared;
 use crate::state::StateStore;
 use crate::wait::WaitFor;
@@ -81,7 +81,7 @@ impl Context {
 
     /// Publishes `event` to the run's stream (it is not routed to steps).
     pub fn write_event_to_stream<E: Event>(&self, event: E) {
-        self.run.apply(Tick::Publish(AnyEvent::new(event)));
+        self.run.write_to_stream(self.invocation, AnyEvent::new(event));
     }
 
     /// The run's state, shared by all steps: typed

@@ -6,7 +6,7 @@
 //! same ticks with the same times to a fresh state rebuilds the same state.
 //! All work is O(1) amortised per tick: state is mutated in place, never copied.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +30,23 @@ pub(crate) type StepIdx = usize;
 /// (slot plus generation), so a replay hands out the same ids.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct InvocationId {
-    slot: u32,
-    generation: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl InvocationId {
+    pub(crate) fn to_pair(self) -> [u32; 2] {
+        [self.slot, self.generation]
+    }
+
+    pub(crate) fn from_pair([slot, generation]: [u32; 2]) -> Self {
+        InvocationId { slot, generation }
+    }
 }
 
 /// Recovery counts per error handler, carried by every event derived from a
 /// handler's output. `None` (the common case) costs nothing.
-type Lineage = Option<Arc<Vec<(StepIdx, u32)>>>;
+pub(crate) type Lineage = Option<Arc<Vec<(StepIdx, u32)>>>;
 
 fn recoveries(lineage: &Lineage, handler: StepIdx) -> u32 {
     lineage
@@ -64,9 +74,12 @@ pub(crate) enum Tick {
         target: Option<StepIdx>,
         origin: Option<InvocationId>,
     },
-    /// A step invocation finished.
+    /// A step invocation finished. `effects` are its sends and stream writes,
+    /// when the run defers them to completion (journaled runs do, so a crash
+    /// never applies half a step).
     StepDone {
         invocation: InvocationId,
+        effects: Vec<Effect>,
         result: Result<Emitted, StepError>,
     },
     /// A step asked to publish an event to the stream.
@@ -77,6 +90,18 @@ pub(crate) enum Tick {
     Timeout,
     /// The caller cancelled the run.
     Cancel,
+    /// The run resumes in a new session: in-flight invocations are re-queued
+    /// (their collect sets given back, their waiters dropped) to run again.
+    Resume,
+}
+
+/// A side effect a step invocation asked for through its context.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    /// `send_event` / `send_event_to`.
+    Send { event: AnyEvent, target: Option<StepIdx> },
+    /// `write_event_to_stream`.
+    Publish(AnyEvent),
 }
 
 /// A timer the reducer asked for.
@@ -95,8 +120,8 @@ pub(crate) enum Command {
     StartWorker(StartWorker),
     /// Append an event to the run's stream.
     Publish(AnyEvent),
-    /// Fire `timer` after `after`.
-    Schedule { after: Duration, timer: Timer },
+    /// Fire `timer` at `at` (time since the run started).
+    Schedule { at: Duration, timer: Timer },
     /// Wake the step suspended on waiter `key`.
     ResolveWaiter {
         key: u64,
@@ -131,21 +156,21 @@ pub(crate) enum Outcome {
 
 /// Where an event stands in its retry history.
 #[derive(Clone, Debug)]
-struct Attempt {
+pub(crate) struct Attempt {
     /// 1 for the first try.
-    number: u32,
-    first_at: Duration,
-    last_error: Option<StepError>,
-    last_failed_at: Option<Duration>,
+    pub(crate) number: u32,
+    pub(crate) first_at: Duration,
+    pub(crate) last_error: Option<StepError>,
+    pub(crate) last_failed_at: Option<Duration>,
 }
 
 /// An event waiting for a worker of its step.
 #[derive(Debug)]
-struct Queued {
-    event: AnyEvent,
+pub(crate) struct Queued {
+    pub(crate) event: AnyEvent,
     /// `None` for a first try.
-    attempt: Option<Box<Attempt>>,
-    lineage: Lineage,
+    pub(crate) attempt: Option<Box<Attempt>>,
+    pub(crate) lineage: Lineage,
 }
 
 impl Queued {
@@ -160,17 +185,17 @@ impl Queued {
 
 /// One in-flight step invocation.
 #[derive(Debug)]
-struct InFlight {
-    step: StepIdx,
-    worker: u32,
+pub(crate) struct InFlight {
+    pub(crate) step: StepIdx,
+    pub(crate) worker: u32,
     /// Kept so a retry (or a snapshot) can re-run the invocation.
-    event: AnyEvent,
-    attempt: Attempt,
-    lineage: Lineage,
+    pub(crate) event: AnyEvent,
+    pub(crate) attempt: Attempt,
+    pub(crate) lineage: Lineage,
     /// Collect sets handed to this invocation, given back if it fails.
-    lent: Vec<(String, Vec<AnyEvent>)>,
+    pub(crate) lent: Vec<(String, Vec<AnyEvent>)>,
     /// Open waiters of this invocation.
-    waiting: u32,
+    pub(crate) waiting: u32,
 }
 
 /// What a step can learn about its retries.
@@ -188,13 +213,13 @@ pub struct RetryInfo {
 
 /// A step suspended in `wait_for_event`.
 #[derive(Debug)]
-struct Waiter {
-    key: u64,
-    invocation: InvocationId,
-    step: StepIdx,
-    id: String,
-    ty: EventType,
-    requirements: Vec<(String, Value)>,
+pub(crate) struct Waiter {
+    pub(crate) key: u64,
+    pub(crate) invocation: InvocationId,
+    pub(crate) step: StepIdx,
+    pub(crate) id: String,
+    pub(crate) ty: EventType,
+    pub(crate) requirements: Vec<(String, Value)>,
 }
 
 /// A waiter as `wait_for_event` asks for it.
@@ -207,13 +232,21 @@ pub(crate) struct WaiterSpec {
     pub(crate) publish: Option<AnyEvent>,
 }
 
+/// A failed event waiting for its retry timer.
+#[derive(Debug)]
+pub(crate) struct PendingRetry {
+    pub(crate) step: StepIdx,
+    pub(crate) queued: Queued,
+    pub(crate) due: Duration,
+}
+
 /// Per-step queue and worker slots.
 #[derive(Debug, Default)]
-struct StepSlot {
-    queue: VecDeque<Queued>,
+pub(crate) struct StepSlot {
+    pub(crate) queue: VecDeque<Queued>,
     /// Bit set of busy worker ids (worker ids are the smallest free integers).
-    busy: Vec<u64>,
-    active: usize,
+    pub(crate) busy: Vec<u64>,
+    pub(crate) active: usize,
 }
 
 impl StepSlot {
@@ -244,10 +277,10 @@ impl StepSlot {
 
 /// Slab of in-flight invocations with generation-checked ids.
 #[derive(Debug, Default)]
-struct Invocations {
-    slots: Vec<(u32, Option<InFlight>)>,
-    free: Vec<u32>,
-    len: usize,
+pub(crate) struct Invocations {
+    pub(crate) slots: Vec<(u32, Option<InFlight>)>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) len: usize,
 }
 
 impl Invocations {
@@ -296,21 +329,24 @@ impl Invocations {
 
 /// The state of one run.
 pub(crate) struct RunState {
-    workflow: Arc<WorkflowCore>,
-    run_id: Arc<str>,
-    steps: Vec<StepSlot>,
-    invocations: Invocations,
-    buffers: HashMap<(StepIdx, String), CollectBuffer>,
+    pub(crate) workflow: Arc<WorkflowCore>,
+    pub(crate) run_id: Arc<str>,
+    pub(crate) steps: Vec<StepSlot>,
+    pub(crate) invocations: Invocations,
+    pub(crate) buffers: HashMap<(StepIdx, String), CollectBuffer>,
     /// Failed events waiting for their retry timer, by timer id.
-    retries: HashMap<u64, (StepIdx, Queued)>,
-    waiters: Vec<Waiter>,
-    next_timer: u64,
-    queued: usize,
+    pub(crate) retries: BTreeMap<u64, PendingRetry>,
+    /// Waiters whose invocation was re-queued by a resume: when the re-run
+    /// registers the same waiter again, its event is not published twice.
+    pub(crate) recovered_waiters: Vec<(StepIdx, String)>,
+    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) next_timer: u64,
+    pub(crate) queued: usize,
     /// Invocations with at least one open waiter.
-    waiting_invocations: usize,
-    idle: bool,
-    finished: bool,
-    internal_events: bool,
+    pub(crate) waiting_invocations: usize,
+    pub(crate) idle: bool,
+    pub(crate) finished: bool,
+    pub(crate) internal_events: bool,
 }
 
 impl RunState {
@@ -322,7 +358,8 @@ impl RunState {
             steps,
             invocations: Invocations::default(),
             buffers: HashMap::new(),
-            retries: HashMap::new(),
+            retries: BTreeMap::new(),
+            recovered_waiters: Vec::new(),
             waiters: Vec::new(),
             next_timer: 0,
             queued: 0,
@@ -337,6 +374,15 @@ impl RunState {
         self.finished
     }
 
+    pub(crate) fn workflow(&self) -> &WorkflowCore {
+        &self.workflow
+    }
+
+    /// The step an in-flight invocation belongs to.
+    pub(crate) fn invocation_step(&self, invocation: InvocationId) -> Option<StepIdx> {
+        self.invocations.get(invocation).map(|f| f.step)
+    }
+
     /// Applies one tick at `now`. Ticks after the run finished are ignored.
     pub(crate) fn reduce(&mut self, tick: Tick, now: Duration, out: &mut Vec<Command>) {
         if self.finished {
@@ -349,11 +395,21 @@ impl RunState {
                     .and_then(|f| f.lineage.clone());
                 self.add_event(event, target, lineage, now, out);
             }
-            Tick::StepDone { invocation, result } => self.step_done(invocation, result, now, out),
+            Tick::StepDone {
+                invocation,
+                effects,
+                result,
+            } => {
+                self.apply_effects(invocation, effects, now, out);
+                if !self.finished {
+                    self.step_done(invocation, result, now, out);
+                }
+            }
+            Tick::Resume => self.rewind(now, out),
             Tick::Publish(event) => out.push(Command::Publish(event)),
             Tick::Fire(Timer::Retry(id)) => {
-                if let Some((step, queued)) = self.retries.remove(&id) {
-                    self.deliver(step, queued, now, out);
+                if let Some(retry) = self.retries.remove(&id) {
+                    self.deliver(retry.step, retry.queued, now, out);
                 }
             }
             Tick::Fire(Timer::WaiterTimeout(key)) => self.waiter_timed_out(key, out),
@@ -409,6 +465,7 @@ impl RunState {
         &mut self,
         invocation: InvocationId,
         spec: WaiterSpec,
+        now: Duration,
         out: &mut Vec<Command>,
     ) -> Result<u64, WaitError> {
         if self.finished {
@@ -434,12 +491,19 @@ impl RunState {
         }
         let key = self.next_timer;
         self.next_timer += 1;
+        let recovered = self
+            .recovered_waiters
+            .iter()
+            .position(|(s, id)| *s == step && *id == spec.id)
+            .map(|i| self.recovered_waiters.swap_remove(i));
         if let Some(event) = spec.publish {
-            out.push(Command::Publish(event));
+            if recovered.is_none() {
+                out.push(Command::Publish(event));
+            }
         }
         if let Some(after) = spec.timeout {
             out.push(Command::Schedule {
-                after,
+                at: now.saturating_add(after),
                 timer: Timer::WaiterTimeout(key),
             });
         }
@@ -722,9 +786,17 @@ impl RunState {
                 })),
                 lineage: done.lineage,
             };
-            self.retries.insert(timer, (step, retry));
+            let due = now.saturating_add(after);
+            self.retries.insert(
+                timer,
+                PendingRetry {
+                    step,
+                    queued: retry,
+                    due,
+                },
+            );
             out.push(Command::Schedule {
-                after,
+                at: due,
                 timer: Timer::Retry(timer),
             });
             return;
@@ -757,6 +829,70 @@ impl RunState {
             attempts,
         })));
         self.finish(Outcome::Failed { step, attempts, error }, out);
+    }
+
+    /// Applies the sends and stream writes a finished invocation deferred.
+    fn apply_effects(&mut self, invocation: InvocationId, effects: Vec<Effect>, now: Duration, out: &mut Vec<Command>) {
+        if effects.is_empty() {
+            return;
+        }
+        let lineage = self.invocations.get(invocation).and_then(|f| f.lineage.clone());
+        for effect in effects {
+            match effect {
+                Effect::Send { event, target } => self.add_event(event, target, lineage.clone(), now, out),
+                Effect::Publish(event) => out.push(Command::Publish(event)),
+            }
+            if self.finished {
+                return;
+            }
+        }
+    }
+
+    /// Starts a new session: every in-flight invocation goes back to the head
+    /// of its step's queue (same event, attempt and lineage), its collect sets
+    /// are given back and its waiters dropped (the re-run registers them again,
+    /// without publishing their events a second time); then queues are drained.
+    fn rewind(&mut self, now: Duration, out: &mut Vec<Command>) {
+        let mut requeued: Vec<(InvocationId, InFlight)> = Vec::new();
+        for index in 0..self.invocations.slots.len() {
+            let cell = &self.invocations.slots[index];
+            if cell.1.is_some() {
+                let id = InvocationId {
+                    slot: index as u32,
+                    generation: cell.0,
+                };
+                if let Some(inflight) = self.invocations.remove(id) {
+                    requeued.push((id, inflight));
+                }
+            }
+        }
+        self.waiting_invocations = 0;
+        for waiter in std::mem::take(&mut self.waiters) {
+            self.recovered_waiters.push((waiter.step, waiter.id));
+        }
+        // Re-queue in reverse so that, pushed to the front, they keep their order.
+        for (_, inflight) in requeued.into_iter().rev() {
+            let step = inflight.step;
+            self.steps[step].release_worker(inflight.worker);
+            for (buffer, set) in inflight.lent {
+                self.buffers.entry((step, buffer)).or_default().restore(set);
+            }
+            self.steps[step].queue.push_front(Queued {
+                event: inflight.event,
+                attempt: Some(Box::new(inflight.attempt)),
+                lineage: inflight.lineage,
+            });
+            self.queued += 1;
+        }
+        for step in 0..self.steps.len() {
+            self.drain_queue(step, now, out);
+        }
+        for (id, retry) in &self.retries {
+            out.push(Command::Schedule {
+                at: retry.due,
+                timer: Timer::Retry(*id),
+            });
+        }
     }
 
     fn drain_queue(&mut self, step: StepIdx, now: Duration, out: &mut Vec<Command>) {

@@ -23,13 +23,18 @@ use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
 use crate::context::Context;
+use crate::durable::{self, Journal, RunJournal, WriterMsg};
 use crate::error::{RunError, SendError, StepError, StreamError, WaitError};
 use crate::event::{AnyEvent, Event};
+use crate::journal::{self, TickData};
+use crate::reducer::Effect;
 use crate::reducer::{
     Command, InvocationId, Outcome, RetryInfo, RunState, StartWorker, StepIdx, Tick, Timer, WaiterSpec,
 };
-use crate::state::StateStore;
+use crate::snapshot::Snapshot;
+use crate::state::{StateError, StateStore};
 use crate::step::{Emitted, StepFuture};
+use crate::store::{now_ms, RunRecord, RunStatus};
 use crate::workflow::WorkflowCore;
 
 /// Per-run options.
@@ -38,6 +43,8 @@ pub struct RunOptions {
     run_id: Option<String>,
     internal_events: bool,
     state: Option<StateStore>,
+    journal: Option<Journal>,
+    allow_changed_definition: bool,
 }
 
 impl RunOptions {
@@ -67,6 +74,49 @@ impl RunOptions {
         self.state = Some(store);
         self
     }
+
+    /// Journals the run: every tick, published event and state change is
+    /// written to `journal`, and the run can be resumed after a crash.
+    pub fn journal(mut self, journal: &Journal) -> Self {
+        self.journal = Some(journal.clone());
+        self
+    }
+
+    /// When resuming from a snapshot: accept a changed workflow definition.
+    pub fn allow_changed_definition(mut self, allow: bool) -> Self {
+        self.allow_changed_definition = allow;
+        self
+    }
+
+    pub(crate) fn allows_changed_definition(&self) -> bool {
+        self.allow_changed_definition
+    }
+
+    pub(crate) fn wants_internal_events(&self) -> bool {
+        self.internal_events
+    }
+
+    pub(crate) fn journal_ref(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+}
+
+/// How a run begins: fresh from a start event, or resumed from rebuilt state.
+pub(crate) enum Begin {
+    Fresh {
+        start: AnyEvent,
+        options: RunOptions,
+    },
+    Resume {
+        run_id: Arc<str>,
+        state: RunState,
+        /// The run's clock at the last journaled tick.
+        at: Duration,
+        journal_seq: u64,
+        published: u64,
+        store: StateStore,
+        journal: Option<Journal>,
+    },
 }
 
 /// Sender half of a suspended `wait_for_event`.
@@ -81,6 +131,24 @@ struct RunCore {
     timers: Vec<(Duration, Timer)>,
     finish: Option<Outcome>,
     waiters: HashMap<u64, WaiterSender>,
+    /// Set for journaled runs.
+    journal: Option<RunJournal>,
+    snapshot_due: bool,
+    /// Sends and stream writes of in-flight invocations, applied with their
+    /// result (journaled runs only, so a crash never applies half a step).
+    deferred: HashMap<InvocationId, Vec<Effect>>,
+}
+
+impl RunCore {
+    /// Records `tick` in the journal (if any) before it is reduced.
+    fn record(&mut self, tick: impl FnOnce(&RunState) -> TickData<AnyEvent>, now: Duration) {
+        if let Some(journal) = self.journal.as_mut() {
+            let data = tick(&self.state);
+            if journal.append(data, now) {
+                self.snapshot_due = true;
+            }
+        }
+    }
 }
 
 /// What the caller side reads: published events and the final result.
@@ -91,6 +159,8 @@ struct Outbox {
     stream_waker: Option<Waker>,
     result: Option<Result<AnyEvent, RunError>>,
     result_waker: Option<Waker>,
+    /// Events published so far (the next event's sequence number).
+    published: u64,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -140,8 +210,58 @@ impl RunShared {
         let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
+        if !core.state.is_finished() {
+            core.record(|state| journal::record(&tick, state), now);
+        }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
+    }
+
+    /// A step invocation finished: its deferred effects go with its result.
+    fn step_done(&self, invocation: InvocationId, result: Result<Emitted, StepError>) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        let effects = core.deferred.remove(&invocation).unwrap_or_default();
+        let tick = Tick::StepDone {
+            invocation,
+            effects,
+            result,
+        };
+        if !core.state.is_finished() {
+            core.record(|state| journal::record(&tick, state), now);
+        }
+        core.state.reduce(tick, now, &mut core.commands);
+        self.execute(core, now);
+    }
+
+    /// `write_event_to_stream` from a step.
+    pub(crate) fn write_to_stream(&self, invocation: InvocationId, event: AnyEvent) {
+        {
+            let mut core = lock(&self.core);
+            if core.journal.is_some() {
+                core.deferred
+                    .entry(invocation)
+                    .or_default()
+                    .push(Effect::Publish(event));
+                return;
+            }
+        }
+        self.apply(Tick::Publish(event));
+    }
+
+    /// A snapshot of the run as it is now (in-flight invocations included;
+    /// they run again when the snapshot is resumed).
+    pub(crate) async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
+        let state = self.state.to_json().await.map_err(|e| match e {
+            StateError::Json { source, .. } => source,
+            other => <serde_json::Error as serde::ser::Error>::custom(other.to_string()),
+        })?;
+        let now = self.now();
+        let published = lock(&self.outbox).published;
+        let core = lock(&self.core);
+        let seq = core.journal.as_ref().map_or(0, |j| j.seq);
+        durable::build_snapshot(&self.workflow, &self.run_id, &core.state, seq, now, published, state)
     }
 
     /// Time since the run started, on tokio's clock (so a paused test clock
@@ -166,7 +286,8 @@ impl RunShared {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        let key = core.state.add_waiter(invocation, spec, &mut core.commands);
+        core.record(|_| journal::record_waiter(invocation, &spec), now);
+        let key = core.state.add_waiter(invocation, spec, now, &mut core.commands);
         if let Ok(key) = key {
             core.waiters.insert(key, tx);
         }
@@ -182,20 +303,35 @@ impl RunShared {
         event: AnyEvent,
         expect: &crate::collect::Expectation<'_>,
     ) -> Option<Vec<AnyEvent>> {
+        let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
             return None;
         }
-        guard.state.collect(invocation, buffer, event, expect)
+        guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now);
+        let set = guard.state.collect(invocation, buffer, event, expect);
+        self.maybe_snapshot(&mut guard, now);
+        set
+    }
+
+    /// Writes a journal snapshot when one is due.
+    fn maybe_snapshot(&self, core: &mut RunCore, now: Duration) {
+        if !std::mem::take(&mut core.snapshot_due) || core.state.is_finished() {
+            return;
+        }
+        let published = lock(&self.outbox).published;
+        if let Some(journal) = core.journal.as_mut() {
+            journal.snapshot(&self.workflow, &core.state, now, published);
+        }
     }
 
     fn execute(&self, core: &mut RunCore, now: Duration) {
         let mut handoff = false;
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => self.publish(event),
-                Command::Schedule { after, timer } => {
-                    core.timers.push((now.saturating_add(after), timer));
+                Command::Publish(event) => self.publish(event, core.journal.as_ref()),
+                Command::Schedule { at, timer } => {
+                    core.timers.push((at, timer));
                     handoff = true;
                 }
                 Command::ResolveWaiter { key, result } => {
@@ -222,13 +358,19 @@ impl RunShared {
                 }
             }
         }
+        self.maybe_snapshot(core, now);
         if handoff && !self.pending.swap(true, Ordering::AcqRel) && POLLING_RUN.get() != self.address() {
             self.driver.wake();
         }
     }
 
-    fn publish(&self, event: AnyEvent) {
+    fn publish(&self, event: AnyEvent, journal: Option<&RunJournal>) {
         let mut outbox = lock(&self.outbox);
+        let seq = outbox.published;
+        outbox.published += 1;
+        if let Some(journal) = journal {
+            journal.published(seq, &event);
+        }
         if outbox.stream == StreamState::Detached {
             return;
         }
@@ -259,8 +401,16 @@ impl RunShared {
             });
         }
         let core = &mut *guard;
-        core.state
-            .reduce(Tick::AddEvent { event, target, origin }, now, &mut core.commands);
+        if let (Some(origin), Some(_)) = (origin, &core.journal) {
+            core.deferred
+                .entry(origin)
+                .or_default()
+                .push(Effect::Send { event, target });
+            return Ok(());
+        }
+        let tick = Tick::AddEvent { event, target, origin };
+        core.record(|state| journal::record(&tick, state), now);
+        core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
         Ok(())
     }
@@ -314,27 +464,85 @@ fn generate_run_id() -> String {
     id
 }
 
+/// What the driver reduces first.
+enum FirstTick {
+    Start(AnyEvent),
+    Resume,
+}
+
 /// Creates the run and spawns its driver.
-pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, options: RunOptions) -> RunHandle<O> {
-    let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
-    let state = options.state.unwrap_or_else(workflow.state.fresh);
-    let state_ok = state.type_id() == workflow.state.type_id;
+pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> RunHandle<O> {
+    let now = tokio::time::Instant::now();
+    let (run_id, reducer, store, journal, published, started, first) = match begin {
+        Begin::Fresh { start, options } => {
+            let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
+            let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
+            let store = options.state.unwrap_or_else(workflow.state.fresh);
+            let journal = options.journal.map(|journal| {
+                journal.send(WriterMsg::Run(RunRecord {
+                    run_id: run_id.to_string(),
+                    workflow: workflow.name.clone(),
+                    fingerprint: workflow.fingerprint.clone(),
+                    status: RunStatus::Running,
+                    result: None,
+                    error: None,
+                    created_at_ms: now_ms(),
+                    updated_at_ms: now_ms(),
+                }));
+                if let Some(json) = store.try_json() {
+                    journal.send(WriterMsg::State {
+                        run: Arc::clone(&run_id),
+                        json,
+                    });
+                }
+                RunJournal::new(journal, Arc::clone(&run_id), 0)
+            });
+            (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
+        }
+        Begin::Resume {
+            run_id,
+            state,
+            at,
+            journal_seq,
+            published,
+            store,
+            journal,
+        } => {
+            let journal = journal.map(|j| RunJournal::new(j, Arc::clone(&run_id), journal_seq));
+            // The clock goes on from the last journaled tick.
+            let started = now.checked_sub(at).unwrap_or(now);
+            (run_id, state, store, journal, published, started, FirstTick::Resume)
+        }
+    };
+    if let Some(journal) = &journal {
+        store.observe(Some(durable::state_observer(
+            journal.journal.clone(),
+            Arc::clone(&run_id),
+        )));
+    }
+    let state_ok = store.type_id() == workflow.state.type_id;
     let shared = Arc::new(RunShared {
         core: Mutex::new(RunCore {
-            state: RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events),
+            state: reducer,
             commands: Vec::new(),
             starts: Vec::new(),
             timers: Vec::new(),
             finish: None,
             waiters: HashMap::new(),
+            journal,
+            snapshot_due: false,
+            deferred: HashMap::new(),
         }),
-        outbox: Mutex::new(Outbox::default()),
+        outbox: Mutex::new(Outbox {
+            published,
+            ..Outbox::default()
+        }),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
-        started: tokio::time::Instant::now(),
+        started,
         workflow,
         run_id,
-        state,
+        state: store,
     });
     if !state_ok {
         shared.close(Err(RunError::StateTypeMismatch {
@@ -350,7 +558,7 @@ pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, opti
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
-            runtime.spawn(as_driver(Arc::clone(&shared), start).instrument(span));
+            runtime.spawn(as_driver(Arc::clone(&shared), first).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
             run_id: shared.run_id.to_string(),
@@ -496,9 +704,9 @@ impl Timers {
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
-fn as_driver(shared: Arc<RunShared>, start: AnyEvent) -> impl Future<Output = ()> + Send {
+fn as_driver(shared: Arc<RunShared>, first: FirstTick) -> impl Future<Output = ()> + Send {
     let address = shared.address();
-    let mut driver = Box::pin(drive(shared, start));
+    let mut driver = Box::pin(drive(shared, first));
     poll_fn(move |cx| {
         let previous = POLLING_RUN.replace(address);
         let polled = driver.as_mut().poll(cx);
@@ -513,18 +721,26 @@ const TURNS_PER_YIELD: u32 = 512;
 
 /// The run's driver: executes worker starts and the finish produced by the
 /// reducer, and turns step completions and the timer into ticks.
-async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
+async fn drive(shared: Arc<RunShared>, first: FirstTick) {
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
-    let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+    // The timeout counts the run's own clock, so a resumed run keeps the time
+    // it already used.
+    let mut timer = shared
+        .workflow
+        .timeout
+        .map(|t| Box::pin(tokio::time::sleep_until(shared.started + t)));
     let mut starts: Vec<StartWorker> = Vec::new();
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
-    shared.apply(Tick::AddEvent {
-        event: start,
-        target: None,
-        origin: None,
-    });
+    match first {
+        FirstTick::Start(event) => shared.apply(Tick::AddEvent {
+            event,
+            target: None,
+            origin: None,
+        }),
+        FirstTick::Resume => shared.apply(Tick::Resume),
+    }
     loop {
         let finish = {
             let mut core = lock(&shared.core);
@@ -570,10 +786,7 @@ async fn drive(shared: Arc<RunShared>, start: AnyEvent) {
         match wake {
             Wake::StepDone(finished) => {
                 report_step(&shared, &finished);
-                shared.apply(Tick::StepDone {
-                    invocation: finished.invocation,
-                    result: finished.result,
-                });
+                shared.step_done(finished.invocation, finished.result);
             }
             Wake::Timeout => {
                 timer = None;
@@ -659,6 +872,16 @@ fn finish_run(shared: &RunShared, outcome: Outcome) {
             Err(error) => println!("[{}] ended: {error}", shared.run_id),
         }
     }
+    if let Some(journal) = &lock(&shared.core).journal {
+        match &result {
+            Ok(stop) => journal.status(RunStatus::Completed, Some(stop), None),
+            Err(error @ RunError::Cancelled { .. }) => {
+                journal.status(RunStatus::Cancelled, None, Some(error.to_string()))
+            }
+            Err(error) => journal.status(RunStatus::Failed, None, Some(error.to_string())),
+        }
+    }
+    shared.state.observe(None);
     shared.close(result);
 }
 
@@ -727,6 +950,16 @@ impl<O: Event> RunHandle<O> {
     /// True once the run has ended (with a result or an error).
     pub fn is_done(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// The run as it is now, as a serialisable snapshot: queued and in-flight
+    /// events (in-flight ones run again on resume), collect buffers, waiters,
+    /// pending retries, state and run id. Resume it with
+    /// [`Workflow::resume_from_snapshot`](crate::Workflow::resume_from_snapshot),
+    /// here or in another process. Typically taken while the run is idle
+    /// (waiting for a person), then the run is cancelled or the process stops.
+    pub async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
+        self.shared.snapshot().await
     }
 }
 

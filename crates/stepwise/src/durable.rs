@@ -1,0 +1,688 @@
+//! Durable runs: the [`Journal`] that writes runs to a [`JournalStore`] in
+//! batches, and resuming runs from a journal or a snapshot.
+//!
+//! The journal of a run *is* the run: every tick it reduces is appended (with
+//! the time it was reduced at), and replaying those ticks through the reducer
+//! rebuilds its state exactly. Writes are group-committed by one writer task
+//! per journal, so durability costs a channel send per tick on the run's side.
+//!
+//! Guarantees (see the README's "Durable runs"): step bodies are
+//! at-least-once — an invocation interrupted by a crash runs again on resume;
+//! the journal, the published stream and the final outcome are exactly-once —
+//! in a journaled run a step's sends and stream writes are applied together
+//! with its result, so a crash never applies half a step.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{AnyEvent, Event};
+use crate::journal::{DecodeError, Decoder, Entry, StoredEvent, TickData};
+use crate::reducer::RunState;
+use crate::run::{self, Begin, RunHandle, RunOptions};
+use crate::snapshot::Snapshot;
+use crate::store::{
+    now_ms, EntryBatch, JournalStore, PublishedRecord, RunFilter, RunRecord, RunStatus, StatusUpdate, StoreError,
+    WriteBatch,
+};
+use crate::workflow::{Workflow, WorkflowCore};
+
+/// How a journal behaves.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// Take a snapshot every this many journal entries, so that a resume
+    /// replays at most that many (default 10,000; 0 turns snapshots off).
+    pub snapshot_every: u64,
+    /// At most this many messages go into one commit (default 65,536).
+    pub max_batch: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            snapshot_every: 10_000,
+            max_batch: 65_536,
+        }
+    }
+}
+
+/// Something the writer must persist.
+pub(crate) enum WriterMsg {
+    Run(RunRecord),
+    Entry { run: Arc<str>, entry: Entry<AnyEvent> },
+    Published { run: Arc<str>, seq: u64, event: AnyEvent },
+    State { run: Arc<str>, json: String },
+    Snapshot { run: Arc<str>, json: String },
+    Status(StatusUpdate),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
+}
+
+struct JournalInner {
+    store: Arc<dyn JournalStore>,
+    tx: mpsc::UnboundedSender<WriterMsg>,
+    config: JournalConfig,
+    last_error: Mutex<Option<StoreError>>,
+    appended: AtomicU64,
+}
+
+/// Writes journaled runs to a store, batching writes (group commit).
+/// Cheap to clone; clones share one writer task.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<JournalInner>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("config", &self.inner.config).finish()
+    }
+}
+
+impl Journal {
+    /// A journal writing to `store` with the default configuration. Must be
+    /// called inside a tokio runtime (it spawns the writer task).
+    pub fn new(store: impl JournalStore) -> Self {
+        Self::with_config(store, JournalConfig::default())
+    }
+
+    /// A journal with an explicit configuration.
+    pub fn with_config(store: impl JournalStore, config: JournalConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(JournalInner {
+            store: Arc::new(store),
+            tx,
+            config,
+            last_error: Mutex::new(None),
+            appended: AtomicU64::new(0),
+        });
+        tokio::spawn(write_loop(Arc::clone(&inner), rx));
+        Journal { inner }
+    }
+
+    /// The underlying store (to list runs, read events, …).
+    pub fn store(&self) -> &dyn JournalStore {
+        &*self.inner.store
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(WriterMsg::Flush(tx)).is_err() {
+            return Err(StoreError::Database("the journal writer has stopped".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Database("the journal writer has stopped".into())))
+    }
+
+    /// Journal entries appended since the journal was created.
+    pub fn entries_appended(&self) -> u64 {
+        self.inner.appended.load(Ordering::Relaxed)
+    }
+
+    /// The last write error, if any write failed.
+    pub fn last_error(&self) -> Option<StoreError> {
+        self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn send(&self, msg: WriterMsg) {
+        // The writer only stops when the runtime shuts down.
+        let _ = self.inner.tx.send(msg);
+    }
+
+    pub(crate) fn config(&self) -> &JournalConfig {
+        &self.inner.config
+    }
+}
+
+/// One group commit per wake-up: everything queued is written in one batch.
+async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<WriterMsg>) {
+    let mut messages = Vec::new();
+    while rx.recv_many(&mut messages, inner.config.max_batch).await > 0 {
+        let mut flushes = Vec::new();
+        let batch = encode(std::mem::take(&mut messages), &mut flushes, &inner);
+        let mut result = Ok(());
+        if !batch.is_empty() {
+            // A store hiccup (busy, I/O) is retried a few times before giving up.
+            for attempt in 0..3u32 {
+                result = inner.store.write(batch.clone()).await;
+                if result.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        if let Err(error) = &result {
+            tracing::error!(%error, "journal write failed; the batch is lost");
+            *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+        }
+        for flush in flushes {
+            let _ = flush.send(result.clone());
+        }
+    }
+}
+
+/// Turns messages into one batch: consecutive entries of a run become one row.
+fn encode(
+    messages: Vec<WriterMsg>,
+    flushes: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+    inner: &JournalInner,
+) -> WriteBatch {
+    let mut batch = WriteBatch::default();
+    let mut open: HashMap<Arc<str>, (u64, u64, Vec<String>)> = HashMap::new();
+    let mut order: Vec<Arc<str>> = Vec::new();
+    let mut states: HashMap<Arc<str>, String> = HashMap::new();
+    let mut snapshots: HashMap<Arc<str>, String> = HashMap::new();
+    for message in messages {
+        match message {
+            WriterMsg::Run(record) => batch.runs.push(record),
+            WriterMsg::Entry { run, entry } => match serde_json::to_string(&entry) {
+                Ok(json) => {
+                    inner.appended.fetch_add(1, Ordering::Relaxed);
+                    let slot = open.entry(Arc::clone(&run)).or_insert_with(|| {
+                        order.push(Arc::clone(&run));
+                        (entry.seq, entry.seq, Vec::new())
+                    });
+                    slot.1 = entry.seq;
+                    slot.2.push(json);
+                }
+                Err(error) => {
+                    tracing::error!(run_id = %run, seq = entry.seq, %error, "journal entry does not serialise")
+                }
+            },
+            WriterMsg::Published { run, seq, event } => match serde_json::to_string(&event) {
+                Ok(json) => batch.events.push(PublishedRecord {
+                    run_id: run,
+                    seq,
+                    event: json,
+                }),
+                Err(error) => tracing::error!(run_id = %run, seq, %error, "published event does not serialise"),
+            },
+            WriterMsg::State { run, json } => {
+                states.insert(run, json);
+            }
+            WriterMsg::Snapshot { run, json } => {
+                snapshots.insert(run, json);
+            }
+            WriterMsg::Status(update) => batch.statuses.push(update),
+            WriterMsg::Flush(tx) => flushes.push(tx),
+        }
+    }
+    for run in order {
+        if let Some((first, last, rows)) = open.remove(&run) {
+            batch.entries.push(EntryBatch {
+                run_id: run,
+                first_seq: first,
+                last_seq: last,
+                data: format!("[{}]", rows.join(",")),
+            });
+        }
+    }
+    batch.states = states.into_iter().collect();
+    batch.snapshots = snapshots.into_iter().collect();
+    batch
+}
+
+/// A journaled run's connection to its journal.
+pub(crate) struct RunJournal {
+    pub(crate) journal: Journal,
+    pub(crate) run_id: Arc<str>,
+    /// Sequence number of the next entry.
+    pub(crate) seq: u64,
+    since_snapshot: u64,
+}
+
+impl RunJournal {
+    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64) -> Self {
+        RunJournal {
+            journal,
+            run_id,
+            seq,
+            since_snapshot: 0,
+        }
+    }
+
+    /// Appends one entry; returns true when a snapshot is due.
+    pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> bool {
+        let entry = Entry {
+            seq: self.seq,
+            at_us: now.as_micros() as u64,
+            tick,
+        };
+        self.seq += 1;
+        self.journal.send(WriterMsg::Entry {
+            run: Arc::clone(&self.run_id),
+            entry,
+        });
+        self.since_snapshot += 1;
+        let every = self.journal.config().snapshot_every;
+        every > 0 && self.since_snapshot >= every
+    }
+
+    /// Writes a journal snapshot of `state` (covering every entry so far).
+    pub(crate) fn snapshot(&mut self, workflow: &WorkflowCore, state: &RunState, now: Duration, published: u64) {
+        self.since_snapshot = 0;
+        match build_snapshot(
+            workflow,
+            &self.run_id,
+            state,
+            self.seq,
+            now,
+            published,
+            serde_json::Value::Null,
+        ) {
+            Ok(snapshot) => match snapshot.to_json() {
+                Ok(json) => self.journal.send(WriterMsg::Snapshot {
+                    run: Arc::clone(&self.run_id),
+                    json,
+                }),
+                Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),
+            },
+            Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),
+        }
+    }
+
+    pub(crate) fn published(&self, seq: u64, event: &AnyEvent) {
+        self.journal.send(WriterMsg::Published {
+            run: Arc::clone(&self.run_id),
+            seq,
+            event: event.clone(),
+        });
+    }
+
+    pub(crate) fn status(&self, status: RunStatus, result: Option<&AnyEvent>, error: Option<String>) {
+        let result = result.and_then(|e| serde_json::to_value(e).ok());
+        self.journal.send(WriterMsg::Status(StatusUpdate {
+            run_id: Arc::clone(&self.run_id),
+            status,
+            result,
+            error,
+            at_ms: now_ms(),
+        }));
+    }
+}
+
+pub(crate) fn build_snapshot(
+    workflow: &WorkflowCore,
+    run_id: &str,
+    state: &RunState,
+    journal_seq: u64,
+    now: Duration,
+    published: u64,
+    user_state: serde_json::Value,
+) -> Result<Snapshot, serde_json::Error> {
+    Ok(Snapshot {
+        format: crate::snapshot::SNAPSHOT_FORMAT,
+        workflow: workflow.name.clone(),
+        fingerprint: workflow.fingerprint.clone(),
+        run_id: run_id.to_owned(),
+        journal_seq,
+        at_us: now.as_micros() as u64,
+        published,
+        state_type: workflow.state.type_name.to_owned(),
+        state: user_state,
+        run: state.to_data()?,
+    })
+}
+
+/// Sends a state change of a journaled run to its journal.
+pub(crate) fn state_observer(journal: Journal, run: Arc<str>) -> crate::state::StateObserver {
+    Arc::new(move |json: String| {
+        journal.send(WriterMsg::State {
+            run: Arc::clone(&run),
+            json,
+        })
+    })
+}
+
+/// Why a run could not be resumed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The store has no such run.
+    #[error("no run {run_id} in the journal store")]
+    NotFound {
+        /// The run.
+        run_id: String,
+    },
+    /// The run belongs to another workflow.
+    #[error("run {run_id} belongs to workflow `{found}`, not `{expected}`")]
+    WrongWorkflow {
+        /// The run.
+        run_id: String,
+        /// The workflow asked to resume it.
+        expected: String,
+        /// The workflow that ran it.
+        found: String,
+    },
+    /// The workflow definition changed since the run started.
+    #[error(
+        "run {run_id} was started by a different definition of workflow `{workflow}` (fingerprint {recorded}, now {current}); resume it with ResumeOptions::allow_changed_definition(true) if the change is compatible"
+    )]
+    DefinitionChanged {
+        /// The run.
+        run_id: String,
+        /// The workflow.
+        workflow: String,
+        /// The fingerprint the run recorded.
+        recorded: String,
+        /// The current definition's fingerprint.
+        current: String,
+    },
+    /// The run has already ended.
+    #[error("run {run_id} has already ended ({status:?})")]
+    Finished {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        status: RunStatus,
+    },
+    /// A stored entry, event or snapshot does not decode.
+    #[error("run {run_id} cannot be rebuilt: {source}")]
+    Decode {
+        /// The run.
+        run_id: String,
+        /// What is wrong.
+        #[source]
+        source: DecodeError,
+    },
+    /// The stored state no longer fits the workflow's state type.
+    #[error("run {run_id}: stored state does not decode as `{state_type}`: {reason}")]
+    State {
+        /// The run.
+        run_id: String,
+        /// The declared state type.
+        state_type: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+    /// The store failed.
+    #[error("run {run_id}: {source}")]
+    Store {
+        /// The run.
+        run_id: String,
+        /// The failure.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// How to resume.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    allow_changed_definition: bool,
+    internal_events: bool,
+}
+
+impl ResumeOptions {
+    /// Default options: refuse a changed definition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resumes even if the workflow's fingerprint changed (you vouch that the
+    /// stored events and steps still fit).
+    pub fn allow_changed_definition(mut self, allow: bool) -> Self {
+        self.allow_changed_definition = allow;
+        self
+    }
+
+    /// Publishes internal step events after resuming.
+    pub fn internal_events(mut self, on: bool) -> Self {
+        self.internal_events = on;
+        self
+    }
+}
+
+/// Parses the entries of stored batches in order, checking there is no gap.
+fn parse_entries(
+    run_id: &str,
+    batches: Vec<EntryBatch>,
+    from_seq: u64,
+) -> Result<Vec<Entry<StoredEvent>>, ResumeError> {
+    let decode = |source| ResumeError::Decode {
+        run_id: run_id.to_owned(),
+        source,
+    };
+    let mut expected = from_seq;
+    let mut entries = Vec::new();
+    for batch in batches {
+        let rows: Vec<Entry<StoredEvent>> = serde_json::from_str(&batch.data).map_err(|e| {
+            decode(DecodeError::Malformed {
+                what: format!("journal entries {}..={}", batch.first_seq, batch.last_seq),
+                reason: e.to_string(),
+            })
+        })?;
+        for entry in rows {
+            if entry.seq < expected {
+                continue; // covered by the snapshot
+            }
+            if entry.seq != expected {
+                return Err(decode(DecodeError::Malformed {
+                    what: format!("journal entry {}", entry.seq),
+                    reason: format!("expected entry {expected} next; the journal has a gap"),
+                }));
+            }
+            expected += 1;
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// A run rebuilt from its journal, ready to continue.
+pub(crate) struct Rebuilt {
+    pub(crate) state: RunState,
+    pub(crate) at: Duration,
+    pub(crate) journal_seq: u64,
+    pub(crate) published: u64,
+}
+
+/// Rebuilds a run's reducer state: latest snapshot, then the entries after it.
+pub(crate) async fn rebuild(
+    workflow: &Arc<WorkflowCore>,
+    store: &dyn JournalStore,
+    run_id: &str,
+    internal_events: bool,
+) -> Result<Rebuilt, ResumeError> {
+    let store_err = |source| ResumeError::Store {
+        run_id: run_id.to_owned(),
+        source,
+    };
+    let decode = |source| ResumeError::Decode {
+        run_id: run_id.to_owned(),
+        source,
+    };
+    let run_arc: Arc<str> = run_id.into();
+    let (mut state, mut at, from_seq) = match store.snapshot(run_id).await.map_err(store_err)? {
+        Some(json) => {
+            let snapshot = Snapshot::from_json(&json).map_err(decode)?;
+            let at = Duration::from_micros(snapshot.at_us);
+            let seq = snapshot.journal_seq;
+            let state = RunState::from_data(
+                Arc::clone(workflow),
+                Arc::clone(&run_arc),
+                internal_events,
+                snapshot.run,
+            )
+            .map_err(decode)?;
+            (state, at, seq)
+        }
+        None => (
+            RunState::new(Arc::clone(workflow), Arc::clone(&run_arc), internal_events),
+            Duration::ZERO,
+            0,
+        ),
+    };
+    let batches = store.entries(run_id, from_seq).await.map_err(store_err)?;
+    let entries = parse_entries(run_id, batches, from_seq)?;
+    let journal_seq = from_seq + entries.len() as u64;
+    let decoder = Decoder { workflow };
+    for entry in entries {
+        at = Duration::from_micros(entry.at_us);
+        decoder.replay(&mut state, entry).map_err(decode)?;
+    }
+    let published = match store.events(run_id, 0).await.map_err(store_err)?.last() {
+        Some(last) => last.seq + 1,
+        None => 0,
+    };
+    Ok(Rebuilt {
+        state,
+        at,
+        journal_seq,
+        published,
+    })
+}
+
+impl<S: Event, O: Event> Workflow<S, O> {
+    /// Starts a journaled run: every tick is written to `journal`, so the run
+    /// survives a crash of this process (see [`Workflow::resume`]).
+    pub fn run_journaled(&self, start: S, journal: &Journal, options: RunOptions) -> RunHandle<O> {
+        self.run_with(start, options.journal(journal))
+    }
+
+    /// Continues an unfinished journaled run (after a crash or a stop): its
+    /// state is rebuilt from the journal, in-flight steps run again, and the
+    /// run goes on where it was.
+    pub async fn resume(&self, journal: &Journal, run_id: &str) -> Result<RunHandle<O>, ResumeError> {
+        self.resume_with(journal, run_id, ResumeOptions::default()).await
+    }
+
+    /// [`Workflow::resume`] with options.
+    pub async fn resume_with(
+        &self,
+        journal: &Journal,
+        run_id: &str,
+        options: ResumeOptions,
+    ) -> Result<RunHandle<O>, ResumeError> {
+        let store = journal.store();
+        let store_err = |source| ResumeError::Store {
+            run_id: run_id.to_owned(),
+            source,
+        };
+        let record = store
+            .run(run_id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ResumeError::NotFound {
+                run_id: run_id.to_owned(),
+            })?;
+        self.check_record(&record, &options)?;
+        let rebuilt = rebuild(&self.core, store, run_id, options.internal_events).await?;
+        let state = match store.state(run_id).await.map_err(store_err)? {
+            Some(json) => (self.core.state.from_json)(&json).map_err(|reason| ResumeError::State {
+                run_id: run_id.to_owned(),
+                state_type: self.core.state.type_name,
+                reason,
+            })?,
+            None => (self.core.state.fresh)(),
+        };
+        Ok(run::launch(
+            Arc::clone(&self.core),
+            Begin::Resume {
+                run_id: run_id.into(),
+                state: rebuilt.state,
+                at: rebuilt.at,
+                journal_seq: rebuilt.journal_seq,
+                published: rebuilt.published,
+                store: state,
+                journal: Some(journal.clone()),
+            },
+        ))
+    }
+
+    fn check_record(&self, record: &RunRecord, options: &ResumeOptions) -> Result<(), ResumeError> {
+        if record.workflow != self.core.name {
+            return Err(ResumeError::WrongWorkflow {
+                run_id: record.run_id.clone(),
+                expected: self.core.name.clone(),
+                found: record.workflow.clone(),
+            });
+        }
+        if record.status.is_terminal() {
+            return Err(ResumeError::Finished {
+                run_id: record.run_id.clone(),
+                status: record.status,
+            });
+        }
+        if record.fingerprint != self.core.fingerprint && !options.allow_changed_definition {
+            return Err(ResumeError::DefinitionChanged {
+                run_id: record.run_id.clone(),
+                workflow: self.core.name.clone(),
+                recorded: record.fingerprint.clone(),
+                current: self.core.fingerprint.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resumes every unfinished run of this workflow in `journal`'s store.
+    /// Runs that cannot be resumed are returned with their error.
+    pub async fn resume_unfinished(
+        &self,
+        journal: &Journal,
+    ) -> Result<Vec<(String, Result<RunHandle<O>, ResumeError>)>, StoreError> {
+        let filter = RunFilter {
+            statuses: vec![RunStatus::Running],
+            workflow: Some(self.core.name.clone()),
+        };
+        let runs = journal.store().runs(filter).await?;
+        let mut resumed = Vec::with_capacity(runs.len());
+        for record in runs {
+            let handle = self.resume(journal, &record.run_id).await;
+            resumed.push((record.run_id, handle));
+        }
+        Ok(resumed)
+    }
+
+    /// Continues a run from a snapshot (taken with [`RunHandle::snapshot`]),
+    /// in this process or another one with the same workflow definition.
+    /// `options` may add a journal; its run id, if set, is ignored.
+    pub fn resume_from_snapshot(&self, snapshot: Snapshot, options: RunOptions) -> Result<RunHandle<O>, ResumeError> {
+        let run_id = snapshot.run_id.clone();
+        if snapshot.workflow != self.core.name {
+            return Err(ResumeError::WrongWorkflow {
+                run_id,
+                expected: self.core.name.clone(),
+                found: snapshot.workflow,
+            });
+        }
+        if snapshot.fingerprint != self.core.fingerprint && !options.allows_changed_definition() {
+            return Err(ResumeError::DefinitionChanged {
+                run_id,
+                workflow: self.core.name.clone(),
+                recorded: snapshot.fingerprint,
+                current: self.core.fingerprint.clone(),
+            });
+        }
+        let store = (self.core.state.from_json)(&snapshot.state.to_string()).map_err(|reason| ResumeError::State {
+            run_id: run_id.clone(),
+            state_type: self.core.state.type_name,
+            reason,
+        })?;
+        let run_arc: Arc<str> = run_id.as_str().into();
+        let state = RunState::from_data(
+            Arc::clone(&self.core),
+            Arc::clone(&run_arc),
+            options.wants_internal_events(),
+            snapshot.run,
+        )
+        .map_err(|source| ResumeError::Decode {
+            run_id: run_id.clone(),
+            source,
+        })?;
+        Ok(run::launch(
+            Arc::clone(&self.core),
+            Begin::Resume {
+                run_id: run_arc,
+                state,
+                at: Duration::from_micros(snapshot.at_us),
+                journal_seq: snapshot.journal_seq,
+                published: snapshot.published,
+                store,
+                journal: options.journal_ref().cloned(),
+            },
+        ))
+    }
+}

@@ -1,0 +1,475 @@
+//! Snapshots: a run's exact state as versioned JSON.
+//!
+//! A snapshot holds everything needed to continue a run — queued and in-flight
+//! events, collect buffers, waiters, pending retries, the state store, the run
+//! id — and resumes in any process that has the same workflow definition.
+//! In-flight invocations are kept as they were (so a journal replay can go on
+//! from the snapshot exactly); resuming applies a `Resume` tick, which re-queues
+//! them to run again.
+
+use std::any::TypeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::collect::CollectBuffer;
+use crate::error::StepError;
+use crate::event::AnyEvent;
+use crate::journal::{DecodeError, Decoder, StoredEvent};
+use crate::reducer::{
+    Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, RunState, StepSlot, Waiter,
+};
+use crate::workflow::WorkflowCore;
+
+/// The snapshot format this build writes and reads.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// A run's exact state, serialisable as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Snapshot format version ([`SNAPSHOT_FORMAT`]).
+    pub format: u32,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow definition's fingerprint.
+    pub fingerprint: String,
+    /// The run's id.
+    pub run_id: String,
+    /// How many journal entries the snapshot covers.
+    pub journal_seq: u64,
+    /// The run's clock when the snapshot was taken (µs).
+    pub at_us: u64,
+    /// How many events the run had published.
+    pub published: u64,
+    /// The Rust type name of the state.
+    pub state_type: String,
+    /// The state, as JSON.
+    pub state: Value,
+    /// The reducer state.
+    pub(crate) run: RunData,
+}
+
+impl Snapshot {
+    /// The snapshot as JSON text.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// Reads a snapshot from JSON text, checking its format version.
+    pub fn from_json(text: &str) -> Result<Self, DecodeError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
+            what: "snapshot".into(),
+            reason: e.to_string(),
+        })?;
+        let format = value.get("format").and_then(Value::as_u64);
+        if format != Some(u64::from(SNAPSHOT_FORMAT)) {
+            return Err(DecodeError::Malformed {
+                what: "snapshot".into(),
+                reason: format!("format {format:?} is not supported (this build reads format {SNAPSHOT_FORMAT})"),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| DecodeError::Malformed {
+            what: "snapshot".into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RunData {
+    steps: Vec<StepData>,
+    invocations: Vec<SlotData>,
+    free: Vec<u32>,
+    buffers: Vec<BufferData>,
+    retries: Vec<RetryData>,
+    waiters: Vec<WaiterData>,
+    recovered_waiters: Vec<(String, String)>,
+    next_timer: u64,
+    idle: bool,
+    finished: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StepData {
+    name: String,
+    queue: Vec<QueuedData>,
+    busy: Vec<u64>,
+    active: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct QueuedData {
+    event: StoredEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<AttemptData>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lineage: Vec<(String, u32)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AttemptData {
+    number: u32,
+    first_at_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<ErrorData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_failed_at_us: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ErrorData {
+    message: String,
+    panicked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retryable: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SlotData {
+    generation: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entry: Option<InFlightData>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct InFlightData {
+    step: String,
+    worker: u32,
+    event: StoredEvent,
+    attempt: AttemptData,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lineage: Vec<(String, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    lent: Vec<(String, Vec<StoredEvent>)>,
+    waiting: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct BufferData {
+    step: String,
+    buffer: String,
+    events: Vec<StoredEvent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RetryData {
+    timer: u64,
+    step: String,
+    queued: QueuedData,
+    due_us: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WaiterData {
+    key: u64,
+    invocation: [u32; 2],
+    step: String,
+    id: String,
+    event: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    requirements: Vec<(String, Value)>,
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+/// Writing: live state → data.
+struct Writer<'a> {
+    workflow: &'a WorkflowCore,
+}
+
+impl Writer<'_> {
+    fn event(&self, event: &AnyEvent) -> Result<StoredEvent, serde_json::Error> {
+        StoredEvent::of(event)
+    }
+
+    fn events(&self, events: &[AnyEvent]) -> Result<Vec<StoredEvent>, serde_json::Error> {
+        events.iter().map(|e| self.event(e)).collect()
+    }
+
+    fn step(&self, step: usize) -> String {
+        self.workflow.steps[step].name().to_owned()
+    }
+
+    fn lineage(&self, lineage: &Lineage) -> Vec<(String, u32)> {
+        lineage
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|(h, n)| (self.step(*h), *n))
+            .collect()
+    }
+
+    fn attempt(&self, attempt: &Attempt) -> AttemptData {
+        AttemptData {
+            number: attempt.number,
+            first_at_us: us(attempt.first_at),
+            last_error: attempt.last_error.as_ref().map(|e| ErrorData {
+                message: e.to_string(),
+                panicked: e.is_panic(),
+                retryable: e.recorded_retryable(),
+            }),
+            last_failed_at_us: attempt.last_failed_at.map(us),
+        }
+    }
+
+    fn queued(&self, queued: &Queued) -> Result<QueuedData, serde_json::Error> {
+        Ok(QueuedData {
+            event: self.event(&queued.event)?,
+            attempt: queued.attempt.as_deref().map(|a| self.attempt(a)),
+            lineage: self.lineage(&queued.lineage),
+        })
+    }
+}
+
+impl RunState {
+    /// The exact state as data (deterministic: maps are sorted).
+    pub(crate) fn to_data(&self) -> Result<RunData, serde_json::Error> {
+        let w = Writer {
+            workflow: self.workflow(),
+        };
+        let steps = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                Ok(StepData {
+                    name: w.step(i),
+                    queue: slot.queue.iter().map(|q| w.queued(q)).collect::<Result<_, _>>()?,
+                    busy: slot.busy.clone(),
+                    active: slot.active,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let invocations = self
+            .invocations
+            .slots
+            .iter()
+            .map(|(generation, entry)| {
+                let entry = match entry {
+                    None => None,
+                    Some(f) => Some(InFlightData {
+                        step: w.step(f.step),
+                        worker: f.worker,
+                        event: w.event(&f.event)?,
+                        attempt: w.attempt(&f.attempt),
+                        lineage: w.lineage(&f.lineage),
+                        lent: f
+                            .lent
+                            .iter()
+                            .map(|(b, set)| Ok((b.clone(), w.events(set)?)))
+                            .collect::<Result<_, serde_json::Error>>()?,
+                        waiting: f.waiting,
+                    }),
+                };
+                Ok(SlotData {
+                    generation: *generation,
+                    entry,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let mut buffers = self
+            .buffers
+            .iter()
+            .map(|((step, buffer), buf)| {
+                let events: Vec<AnyEvent> = buf.by_type.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
+                Ok(BufferData {
+                    step: w.step(*step),
+                    buffer: buffer.clone(),
+                    events: w.events(&events)?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        buffers.sort_by(|a, b| (&a.step, &a.buffer).cmp(&(&b.step, &b.buffer)));
+        let retries = self
+            .retries
+            .iter()
+            .map(|(timer, r)| {
+                Ok(RetryData {
+                    timer: *timer,
+                    step: w.step(r.step),
+                    queued: w.queued(&r.queued)?,
+                    due_us: us(r.due),
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let waiters = self
+            .waiters
+            .iter()
+            .map(|wt| WaiterData {
+                key: wt.key,
+                invocation: wt.invocation.to_pair(),
+                step: w.step(wt.step),
+                id: wt.id.clone(),
+                event: wt.ty.name().to_owned(),
+                requirements: wt.requirements.clone(),
+            })
+            .collect();
+        Ok(RunData {
+            steps,
+            invocations,
+            free: self.invocations.free.clone(),
+            buffers,
+            retries,
+            waiters,
+            recovered_waiters: self
+                .recovered_waiters
+                .iter()
+                .map(|(s, id)| (w.step(*s), id.clone()))
+                .collect(),
+            next_timer: self.next_timer,
+            idle: self.idle,
+            finished: self.finished,
+        })
+    }
+
+    /// Rebuilds the exact state from data.
+    pub(crate) fn from_data(
+        workflow: Arc<WorkflowCore>,
+        run_id: Arc<str>,
+        internal_events: bool,
+        data: RunData,
+    ) -> Result<RunState, DecodeError> {
+        let mut state = RunState::new(Arc::clone(&workflow), run_id, internal_events);
+        let d = Decoder { workflow: &workflow };
+        let step = |name: &str| {
+            workflow.step_index(name).ok_or_else(|| DecodeError::UnknownStep {
+                workflow: workflow.name.clone(),
+                step: name.to_owned(),
+            })
+        };
+        let lineage = |items: Vec<(String, u32)>| -> Result<Lineage, DecodeError> {
+            if items.is_empty() {
+                return Ok(None);
+            }
+            let counts = items
+                .into_iter()
+                .map(|(h, n)| Ok((step(&h)?, n)))
+                .collect::<Result<Vec<_>, DecodeError>>()?;
+            Ok(Some(Arc::new(counts)))
+        };
+        let attempt = |a: AttemptData| Attempt {
+            number: a.number,
+            first_at: Duration::from_micros(a.first_at_us),
+            last_error: a
+                .last_error
+                .map(|e| StepError::restored(e.message, e.panicked, e.retryable)),
+            last_failed_at: a.last_failed_at_us.map(Duration::from_micros),
+        };
+        let queued = |q: QueuedData| -> Result<Queued, DecodeError> {
+            Ok(Queued {
+                event: d.event(q.event)?,
+                attempt: q.attempt.map(|a| Box::new(attempt(a))),
+                lineage: lineage(q.lineage)?,
+            })
+        };
+        if data.steps.len() != workflow.steps.len() {
+            return Err(DecodeError::Malformed {
+                what: "snapshot".into(),
+                reason: format!(
+                    "it has {} steps, workflow `{}` has {}",
+                    data.steps.len(),
+                    workflow.name,
+                    workflow.steps.len()
+                ),
+            });
+        }
+        for s in data.steps {
+            let index = step(&s.name)?;
+            let mut slot = StepSlot {
+                busy: s.busy,
+                active: s.active,
+                ..StepSlot::default()
+            };
+            for q in s.queue {
+                slot.queue.push_back(queued(q)?);
+            }
+            state.queued += slot.queue.len();
+            state.steps[index] = slot;
+        }
+        let mut invocations = Invocations {
+            free: data.free,
+            ..Invocations::default()
+        };
+        for slot in data.invocations {
+            let entry = match slot.entry {
+                None => None,
+                Some(f) => {
+                    let lent = f
+                        .lent
+                        .into_iter()
+                        .map(|(b, set)| Ok((b, set.into_iter().map(|e| d.event(e)).collect::<Result<_, _>>()?)))
+                        .collect::<Result<Vec<_>, DecodeError>>()?;
+                    if f.waiting > 0 {
+                        state.waiting_invocations += 1;
+                    }
+                    Some(InFlight {
+                        step: step(&f.step)?,
+                        worker: f.worker,
+                        event: d.event(f.event)?,
+                        attempt: attempt(f.attempt),
+                        lineage: lineage(f.lineage)?,
+                        lent,
+                        waiting: f.waiting,
+                    })
+                }
+            };
+            if entry.is_some() {
+                invocations.len += 1;
+            }
+            invocations.slots.push((slot.generation, entry));
+        }
+        state.invocations = invocations;
+        for b in data.buffers {
+            let mut buffer = CollectBuffer::default();
+            for event in b.events {
+                let event = d.event(event)?;
+                let ty: TypeId = event.event_type().type_id();
+                match buffer.by_type.iter_mut().find(|(t, _)| *t == ty) {
+                    Some((_, q)) => q.push(event),
+                    None => buffer.by_type.push((ty, vec![event])),
+                }
+            }
+            state.buffers.insert((step(&b.step)?, b.buffer), buffer);
+        }
+        for r in data.retries {
+            state.retries.insert(
+                r.timer,
+                PendingRetry {
+                    step: step(&r.step)?,
+                    queued: queued(r.queued)?,
+                    due: Duration::from_micros(r.due_us),
+                },
+            );
+        }
+        for wt in data.waiters {
+            let ty = workflow
+                .registry
+                .get(wt.event.as_str())
+                .copied()
+                .ok_or_else(|| DecodeError::UnknownEvent {
+                    workflow: workflow.name.clone(),
+                    event: wt.event.clone(),
+                })?;
+            state.waiters.push(Waiter {
+                key: wt.key,
+                invocation: InvocationId::from_pair(wt.invocation),
+                step: step(&wt.step)?,
+                id: wt.id,
+                ty,
+                requirements: wt.requirements,
+            });
+        }
+        state.recovered_waiters = data
+            .recovered_waiters
+            .into_iter()
+            .map(|(s, id)| Ok((step(&s)?, id)))
+            .collect::<Result<_, DecodeError>>()?;
+        state.next_timer = data.next_timer;
+        state.idle = data.idle;
+        state.finished = data.finished;
+        Ok(state)
+    }
+}
