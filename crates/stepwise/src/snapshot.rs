@@ -57,6 +57,13 @@ impl Snapshot {
         serde_json::to_string(self)
     }
 
+    /// The reducer part of the snapshot (queues, in-flight invocations,
+    /// buffers, waiters, retries) as JSON. Two runs in the same state give
+    /// equal values.
+    pub fn reducer_state(&self) -> Value {
+        serde_json::to_value(&self.run).unwrap_or(Value::Null)
+    }
+
     /// Reads a snapshot from JSON text, checking its format version.
     pub fn from_json(text: &str) -> Result<Self, DecodeError> {
         let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
@@ -206,10 +213,11 @@ impl Writer<'_> {
         AttemptData {
             number: attempt.number,
             first_at_us: us(attempt.first_at),
+            // The retry decision for this error is already made, so it is not kept.
             last_error: attempt.last_error.as_ref().map(|e| ErrorData {
                 message: e.to_string(),
                 panicked: e.is_panic(),
-                retryable: e.recorded_retryable(),
+                retryable: None,
             }),
             last_failed_at_us: attempt.last_failed_at.map(us),
         }
