@@ -108,6 +108,16 @@ impl Context {
     /// other steps that accept its type still receive it. When every piece of
     /// work in the run is waiting like this, the run publishes
     /// [`WorkflowIdle`](crate::WorkflowIdle).
+    ///
+    /// In a journaled run, the step's earlier `send_event`s and
+    /// `write_event_to_stream`s are applied when it starts to wait (they are
+    /// otherwise held until the step ends), so it can wait for what they cause.
+    ///
+    /// After a resume (from a journal or a snapshot) a step that was waiting
+    /// runs again from its start: it does not repeat the sends and stream
+    /// writes it made before the wait, the wait's event is not published a
+    /// second time, and a wait that had already been answered returns the
+    /// same answer at once. See [`Workflow::resume`](crate::Workflow::resume).
     pub async fn wait_for_event<E: Event>(&self, wait: WaitFor<E>) -> Result<E, WaitError> {
         let spec = wait.into_spec();
         let receiver = self.run.add_waiter(self.invocation, spec)?;

@@ -6,11 +6,14 @@
 //! rebuilds its state exactly. Writes are group-committed by one writer task
 //! per journal, so durability costs a channel send per tick on the run's side.
 //!
-//! Guarantees (see the README's "Durable runs"): step bodies are
-//! at-least-once — an invocation interrupted by a crash runs again on resume;
-//! the journal, the published stream and the final outcome are exactly-once —
-//! in a journaled run a step's sends and stream writes are applied together
-//! with its result, so a crash never applies half a step.
+//! Guarantees (the user-facing version is on [`Workflow::resume`]): step
+//! bodies are at-least-once — an invocation interrupted by a crash runs again
+//! on resume; the journal, the published stream and the final outcome are
+//! exactly-once — in a journaled run a step's sends and stream writes are
+//! applied together with its result (or when it starts to wait), and
+//! everything one tick causes (its entry, the events it publishes, the run's
+//! final status, a snapshot) is handed to the writer as one group and
+//! committed together, so a crash never applies half a tick.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{AnyEvent, Event};
 use crate::journal::{DecodeError, Decoder, Entry, StoredEvent, TickData};
-use crate::reducer::RunState;
+use crate::reducer::{Outcome, RunState};
 use crate::run::{self, Begin, RunHandle, RunOptions};
 use crate::snapshot::Snapshot;
 use crate::store::{
@@ -52,11 +55,27 @@ impl Default for JournalConfig {
 /// Something the writer must persist.
 pub(crate) enum WriterMsg {
     Run(RunRecord),
-    Entry { run: Arc<str>, entry: Entry<AnyEvent> },
-    Published { run: Arc<str>, seq: u64, event: AnyEvent },
-    State { run: Arc<str>, json: String },
-    Snapshot { run: Arc<str>, json: String },
+    Entry {
+        run: Arc<str>,
+        entry: Entry<AnyEvent>,
+    },
+    Published {
+        run: Arc<str>,
+        seq: u64,
+        event: AnyEvent,
+    },
+    State {
+        run: Arc<str>,
+        json: String,
+    },
+    Snapshot {
+        run: Arc<str>,
+        json: String,
+    },
     Status(StatusUpdate),
+    /// Messages that must be committed together (one tick and what it caused:
+    /// its entry, the events it published, the run's final status).
+    Group(Vec<WriterMsg>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -164,7 +183,21 @@ async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<Wr
     }
 }
 
-/// Turns messages into one batch: consecutive entries of a run become one row.
+/// At most this many entries go into one stored row, so that a replay from a
+/// snapshot reads (and parses) at most this many entries it does not need.
+const ROW_ENTRIES: usize = 1024;
+
+fn entry_row(run: Arc<str>, first: u64, last: u64, rows: &[String]) -> EntryBatch {
+    EntryBatch {
+        run_id: run,
+        first_seq: first,
+        last_seq: last,
+        data: format!("[{}]", rows.join(",")),
+    }
+}
+
+/// Turns messages into one batch: consecutive entries of a run become one
+/// row (or several, of at most `ROW_ENTRIES`).
 fn encode(
     messages: Vec<WriterMsg>,
     flushes: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
@@ -175,8 +208,15 @@ fn encode(
     let mut order: Vec<Arc<str>> = Vec::new();
     let mut states: HashMap<Arc<str>, String> = HashMap::new();
     let mut snapshots: HashMap<Arc<str>, String> = HashMap::new();
-    for message in messages {
+    // Groups are flattened in place, keeping the order of their messages.
+    let mut queue: std::collections::VecDeque<WriterMsg> = messages.into();
+    while let Some(message) = queue.pop_front() {
         match message {
+            WriterMsg::Group(group) => {
+                for message in group.into_iter().rev() {
+                    queue.push_front(message);
+                }
+            }
             WriterMsg::Run(record) => batch.runs.push(record),
             WriterMsg::Entry { run, entry } => match serde_json::to_string(&entry) {
                 Ok(json) => {
@@ -187,6 +227,12 @@ fn encode(
                     });
                     slot.1 = entry.seq;
                     slot.2.push(json);
+                    if slot.2.len() >= ROW_ENTRIES {
+                        // A full row; the run's next entries start another.
+                        if let Some((first, last, rows)) = open.remove(&run) {
+                            batch.entries.push(entry_row(run, first, last, &rows));
+                        }
+                    }
                 }
                 Err(error) => {
                     tracing::error!(run_id = %run, seq = entry.seq, %error, "journal entry does not serialise")
@@ -212,12 +258,7 @@ fn encode(
     }
     for run in order {
         if let Some((first, last, rows)) = open.remove(&run) {
-            batch.entries.push(EntryBatch {
-                run_id: run,
-                first_seq: first,
-                last_seq: last,
-                data: format!("[{}]", rows.join(",")),
-            });
+            batch.entries.push(entry_row(run, first, last, &rows));
         }
     }
     batch.states = states.into_iter().collect();
@@ -226,12 +267,18 @@ fn encode(
 }
 
 /// A journaled run's connection to its journal.
+///
+/// Everything one tick causes — its entry, the events it publishes, a
+/// snapshot, the run's final status — is gathered in `pending` and handed to
+/// the writer as one group by [`RunJournal::commit`], so a commit (and thus a
+/// crash) never falls between a tick and its consequences.
 pub(crate) struct RunJournal {
     pub(crate) journal: Journal,
     pub(crate) run_id: Arc<str>,
     /// Sequence number of the next entry.
     pub(crate) seq: u64,
     since_snapshot: u64,
+    pending: Vec<WriterMsg>,
 }
 
 impl RunJournal {
@@ -241,6 +288,26 @@ impl RunJournal {
             run_id,
             seq,
             since_snapshot: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds `msg` to the group committed with the next tick.
+    pub(crate) fn queue(&mut self, msg: WriterMsg) {
+        self.pending.push(msg);
+    }
+
+    /// Hands the messages gathered since the last call to the writer, to be
+    /// committed together.
+    pub(crate) fn commit(&mut self) {
+        match self.pending.len() {
+            0 => {}
+            1 => {
+                if let Some(msg) = self.pending.pop() {
+                    self.journal.send(msg);
+                }
+            }
+            _ => self.journal.send(WriterMsg::Group(std::mem::take(&mut self.pending))),
         }
     }
 
@@ -252,7 +319,7 @@ impl RunJournal {
             tick,
         };
         self.seq += 1;
-        self.journal.send(WriterMsg::Entry {
+        self.pending.push(WriterMsg::Entry {
             run: Arc::clone(&self.run_id),
             entry,
         });
@@ -272,9 +339,10 @@ impl RunJournal {
             now,
             published,
             serde_json::Value::Null,
+            RunStatus::Running,
         ) {
             Ok(snapshot) => match snapshot.to_json() {
-                Ok(json) => self.journal.send(WriterMsg::Snapshot {
+                Ok(json) => self.pending.push(WriterMsg::Snapshot {
                     run: Arc::clone(&self.run_id),
                     json,
                 }),
@@ -284,17 +352,17 @@ impl RunJournal {
         }
     }
 
-    pub(crate) fn published(&self, seq: u64, event: &AnyEvent) {
-        self.journal.send(WriterMsg::Published {
+    pub(crate) fn published(&mut self, seq: u64, event: &AnyEvent) {
+        self.pending.push(WriterMsg::Published {
             run: Arc::clone(&self.run_id),
             seq,
             event: event.clone(),
         });
     }
 
-    pub(crate) fn status(&self, status: RunStatus, result: Option<&AnyEvent>, error: Option<String>) {
+    pub(crate) fn status(&mut self, status: RunStatus, result: Option<&AnyEvent>, error: Option<String>) {
         let result = result.and_then(|e| serde_json::to_value(e).ok());
-        self.journal.send(WriterMsg::Status(StatusUpdate {
+        self.pending.push(WriterMsg::Status(StatusUpdate {
             run_id: Arc::clone(&self.run_id),
             status,
             result,
@@ -304,6 +372,7 @@ impl RunJournal {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_snapshot(
     workflow: &WorkflowCore,
     run_id: &str,
@@ -312,6 +381,7 @@ pub(crate) fn build_snapshot(
     now: Duration,
     published: u64,
     user_state: serde_json::Value,
+    status: RunStatus,
 ) -> Result<Snapshot, serde_json::Error> {
     Ok(Snapshot {
         format: crate::snapshot::SNAPSHOT_FORMAT,
@@ -323,6 +393,7 @@ pub(crate) fn build_snapshot(
         published,
         state_type: workflow.state.type_name.to_owned(),
         state: user_state,
+        status,
         run: state.to_data()?,
     })
 }
@@ -343,6 +414,13 @@ pub enum ResumeError {
     /// The store has no such run.
     #[error("no run {run_id} in the journal store")]
     NotFound {
+        /// The run.
+        run_id: String,
+    },
+    /// The run's record exists but not even its start event was journaled
+    /// (the process stopped right after starting it). It is marked failed.
+    #[error("run {run_id} has no journal entries: it stopped before its start event was recorded, so there is nothing to resume (it is now marked failed)")]
+    NothingRecorded {
         /// The run.
         run_id: String,
     },
@@ -477,6 +555,8 @@ pub(crate) struct Rebuilt {
     pub(crate) at: Duration,
     pub(crate) journal_seq: u64,
     pub(crate) published: u64,
+    /// How the run ended, when the replay ended it.
+    pub(crate) outcome: Option<Outcome>,
 }
 
 /// Rebuilds a run's reducer state: latest snapshot, then the entries after it.
@@ -515,11 +595,21 @@ async fn rebuild_upto(
         },
         (snapshot, _) => snapshot,
     };
-    let (mut state, mut at, from_seq) = match snapshot {
+    let (mut state, mut at, from_seq, snapshot_published) = match snapshot {
         Some(json) => {
             let snapshot = Snapshot::from_json(&json).map_err(decode)?;
+            if snapshot.run_id != run_id || snapshot.workflow != workflow.name {
+                return Err(decode(DecodeError::Malformed {
+                    what: "stored snapshot".into(),
+                    reason: format!(
+                        "it belongs to run {} of workflow `{}`, not to run {run_id} of workflow `{}`",
+                        snapshot.run_id, snapshot.workflow, workflow.name
+                    ),
+                }));
+            }
             let at = Duration::from_micros(snapshot.at_us);
             let seq = snapshot.journal_seq;
+            let published = snapshot.published;
             let state = RunState::from_data(
                 Arc::clone(workflow),
                 Arc::clone(&run_arc),
@@ -527,11 +617,12 @@ async fn rebuild_upto(
                 snapshot.run,
             )
             .map_err(decode)?;
-            (state, at, seq)
+            (state, at, seq, published)
         }
         None => (
             RunState::new(Arc::clone(workflow), Arc::clone(&run_arc), internal_events),
             Duration::ZERO,
+            0,
             0,
         ),
     };
@@ -542,19 +633,29 @@ async fn rebuild_upto(
     }
     let journal_seq = from_seq + entries.len() as u64;
     let decoder = Decoder { workflow };
+    let mut outcome = None;
     for entry in entries {
         at = Duration::from_micros(entry.at_us);
-        decoder.replay(&mut state, entry).map_err(decode)?;
+        if let Some(ended) = decoder.replay(&mut state, entry).map_err(decode)? {
+            outcome = Some(ended);
+        }
     }
-    let published = match store.events(run_id, 0).await.map_err(store_err)?.last() {
-        Some(last) => last.seq + 1,
-        None => 0,
+    // Events before the snapshot's count need not be read.
+    let published = match store
+        .events(run_id, snapshot_published)
+        .await
+        .map_err(store_err)?
+        .last()
+    {
+        Some(last) => (last.seq + 1).max(snapshot_published),
+        None => snapshot_published,
     };
     Ok(Rebuilt {
         state,
         at,
         journal_seq,
         published,
+        outcome,
     })
 }
 
@@ -568,6 +669,38 @@ impl<S: Event, O: Event> Workflow<S, O> {
     /// Continues an unfinished journaled run (after a crash or a stop): its
     /// state is rebuilt from the journal, in-flight steps run again, and the
     /// run goes on where it was.
+    ///
+    /// What a resume guarantees:
+    ///
+    /// - **Step bodies are at-least-once.** A step that had finished (its
+    ///   result committed) does not run again. A step that was running when
+    ///   the process stopped runs again *from its start*, with the same input
+    ///   event and attempt number; side effects it had on the outside world
+    ///   (HTTP calls, files, state edits with `ctx.state()`) happen again.
+    /// - **The journal, the stored stream and the outcome are exactly-once.**
+    ///   A step's `send_event`s and `write_event_to_stream`s are applied with
+    ///   its result, so an interrupted step's are dropped and made again by
+    ///   its re-run. Published events are stored with per-run sequence
+    ///   numbers 0, 1, 2, … without gaps or repeats, across any number of
+    ///   resumes.
+    /// - **`wait_for_event` on resume.** A step that was waiting runs again
+    ///   from its start. What it had already done before the wait is not
+    ///   done twice: the sends and stream writes it made before waiting were
+    ///   applied when it started to wait, and the re-run's first ones are
+    ///   skipped; its collect calls get the results they got before; when it
+    ///   reaches the same wait (same waiter id) the wait is registered again
+    ///   *without* publishing its event a second time (it is in the stored
+    ///   stream already). A wait that had been answered before the crash gets
+    ///   the same answer at once; one that had not is still open, and the
+    ///   resumed run publishes [`WorkflowIdle`](crate::WorkflowIdle) (listing
+    ///   its waiters) when only such waits remain — so a caller resuming a
+    ///   run can answer it. A wait's timeout starts again from the re-run.
+    ///   This relies on the step doing the same things in the same order up
+    ///   to the wait, i.e. on its body being deterministic up to there.
+    /// - **Time.** The run's clock (timeouts, retry delays, waiter timeouts)
+    ///   goes on from the run's last journaled tick: the time the process was
+    ///   down does not count. A retry that was pending fires its full delay
+    ///   after the failure, counted on that clock.
     pub async fn resume(&self, journal: &Journal, run_id: &str) -> Result<RunHandle<O>, ResumeError> {
         self.resume_with(journal, run_id, ResumeOptions::default()).await
     }
@@ -593,6 +726,45 @@ impl<S: Event, O: Event> Workflow<S, O> {
             })?;
         self.check_record(&record, &options)?;
         let rebuilt = rebuild(&self.core, store, run_id, options.internal_events).await?;
+        if rebuilt.journal_seq == 0 {
+            // Nothing was recorded, not even the start event: nothing to resume.
+            let error = format!(
+                "run {run_id} has no journal entries: it stopped before its start event was recorded, so it cannot be resumed"
+            );
+            journal.send(WriterMsg::Status(StatusUpdate {
+                run_id: run_id.into(),
+                status: RunStatus::Failed,
+                result: None,
+                error: Some(error),
+                at_ms: now_ms(),
+            }));
+            return Err(ResumeError::NothingRecorded {
+                run_id: run_id.to_owned(),
+            });
+        }
+        if rebuilt.state.is_finished() {
+            // The journal holds the run's end but its status was not recorded
+            // (a journal written by an older version, or a failed status
+            // write): record it now instead of resuming a finished run.
+            let result = match rebuilt.outcome {
+                Some(outcome) => run::outcome_result(&self.core, run_id, outcome),
+                None => Err(crate::error::RunError::Aborted {
+                    run_id: run_id.to_owned(),
+                }),
+            };
+            let (status, stop, error) = run::ended_status(&result);
+            journal.send(WriterMsg::Status(StatusUpdate {
+                run_id: run_id.into(),
+                status,
+                result: stop.and_then(|e| serde_json::to_value(e).ok()),
+                error,
+                at_ms: now_ms(),
+            }));
+            return Err(ResumeError::Finished {
+                run_id: run_id.to_owned(),
+                status,
+            });
+        }
         let state = match store.state(run_id).await.map_err(store_err)? {
             Some(json) => (self.core.state.from_json)(&json).map_err(|reason| ResumeError::State {
                 run_id: run_id.to_owned(),
@@ -605,7 +777,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_id.into(),
-                state: rebuilt.state,
+                state: Box::new(rebuilt.state),
                 at: rebuilt.at,
                 journal_seq: rebuilt.journal_seq,
                 published: rebuilt.published,
@@ -656,6 +828,10 @@ impl<S: Event, O: Event> Workflow<S, O> {
             })?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or(serde_json::Value::Null);
+        let status = match rebuilt.outcome {
+            Some(outcome) => run::ended_status(&run::outcome_result(&self.core, run_id, outcome)).0,
+            None => RunStatus::Running,
+        };
         build_snapshot(
             &self.core,
             run_id,
@@ -664,6 +840,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             rebuilt.at,
             rebuilt.published,
             state,
+            status,
         )
         .map_err(|e| ResumeError::Decode {
             run_id: run_id.to_owned(),
@@ -696,7 +873,11 @@ impl<S: Event, O: Event> Workflow<S, O> {
     /// Continues a run from a snapshot (taken with [`RunHandle::snapshot`]),
     /// in this process or another one with the same workflow definition.
     /// `options` may add a journal; its run id, if set, is ignored.
-    pub fn resume_from_snapshot(&self, snapshot: Snapshot, options: RunOptions) -> Result<RunHandle<O>, ResumeError> {
+    pub fn resume_from_snapshot(
+        &self,
+        mut snapshot: Snapshot,
+        options: RunOptions,
+    ) -> Result<RunHandle<O>, ResumeError> {
         let run_id = snapshot.run_id.clone();
         if snapshot.workflow != self.core.name {
             return Err(ResumeError::WrongWorkflow {
@@ -713,11 +894,54 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 current: self.core.fingerprint.clone(),
             });
         }
-        let store = (self.core.state.from_json)(&snapshot.state.to_string()).map_err(|reason| ResumeError::State {
-            run_id: run_id.clone(),
-            state_type: self.core.state.type_name,
-            reason,
-        })?;
+        match snapshot.status {
+            RunStatus::Completed | RunStatus::Failed => {
+                return Err(ResumeError::Finished {
+                    run_id,
+                    status: snapshot.status,
+                })
+            }
+            // A cancelled run goes on as if it had not been cancelled.
+            RunStatus::Cancelled => {
+                snapshot.run.reopen();
+                snapshot.status = RunStatus::Running;
+            }
+            RunStatus::Running if snapshot.run.finished() => {
+                return Err(ResumeError::Decode {
+                    run_id,
+                    source: DecodeError::Malformed {
+                        what: "snapshot".into(),
+                        reason: "its status is `running` but its run state has ended".into(),
+                    },
+                })
+            }
+            RunStatus::Running => {}
+        }
+        let store = match (self.core.state.from_json)(&snapshot.state.to_string()) {
+            Ok(store) => store,
+            // No state was recorded (e.g. a snapshot rebuilt from a journal
+            // without state): the run starts from the default state.
+            Err(_) if snapshot.state.is_null() => (self.core.state.fresh)(),
+            Err(reason) => {
+                return Err(ResumeError::State {
+                    run_id: run_id.clone(),
+                    state_type: self.core.state.type_name,
+                    reason,
+                })
+            }
+        };
+        // A journal given here receives the run's record, state and this
+        // snapshot first, so that it can resume the run after a crash.
+        let seed = match options.journal_ref() {
+            Some(_) => Some(snapshot.to_json().map_err(|e| ResumeError::Decode {
+                run_id: run_id.clone(),
+                source: DecodeError::Malformed {
+                    what: "snapshot".into(),
+                    reason: e.to_string(),
+                },
+            })?),
+            None => None,
+        };
         let run_arc: Arc<str> = run_id.as_str().into();
         let state = RunState::from_data(
             Arc::clone(&self.core),
@@ -729,11 +953,34 @@ impl<S: Event, O: Event> Workflow<S, O> {
             run_id: run_id.clone(),
             source,
         })?;
+        if let (Some(journal), Some(json)) = (options.journal_ref(), seed) {
+            let mut group = vec![WriterMsg::Run(RunRecord {
+                run_id: run_id.clone(),
+                workflow: self.core.name.clone(),
+                fingerprint: snapshot.fingerprint.clone(),
+                status: RunStatus::Running,
+                result: None,
+                error: None,
+                created_at_ms: now_ms(),
+                updated_at_ms: now_ms(),
+            })];
+            if let Some(json) = store.try_json() {
+                group.push(WriterMsg::State {
+                    run: Arc::clone(&run_arc),
+                    json,
+                });
+            }
+            group.push(WriterMsg::Snapshot {
+                run: Arc::clone(&run_arc),
+                json,
+            });
+            journal.send(WriterMsg::Group(group));
+        }
         Ok(run::launch(
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_arc,
-                state,
+                state: Box::new(state),
                 at: Duration::from_micros(snapshot.at_us),
                 journal_seq: snapshot.journal_seq,
                 published: snapshot.published,

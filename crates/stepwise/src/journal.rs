@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::collect::Expectation;
 use crate::error::StepError;
 use crate::event::{AnyEvent, EventType};
-use crate::reducer::{Effect, InvocationId, RunState, Tick, Timer, WaiterSpec};
+use crate::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
 use crate::step::Emitted;
 use crate::workflow::WorkflowCore;
 
@@ -81,6 +81,9 @@ pub(crate) enum TickData<Ev> {
         timeout_us: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         publish: Option<Ev>,
+        /// The invocation's sends and stream writes so far, applied before it waits.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        effects: Vec<EffectData<Ev>>,
     },
     Publish {
         event: Ev,
@@ -194,16 +197,7 @@ pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
             result,
         } => TickData::StepDone {
             invocation: inv(*invocation),
-            effects: effects
-                .iter()
-                .map(|e| match e {
-                    Effect::Send { event, target } => EffectData::Send {
-                        event: event.clone(),
-                        target: target.map(|s| step_name(workflow, s)),
-                    },
-                    Effect::Publish(event) => EffectData::Publish { event: event.clone() },
-                })
-                .collect(),
+            effects: effects_data(workflow, effects),
             result: match result {
                 Ok(emitted) => ResultData::Ok {
                     events: emitted.iter().cloned().collect(),
@@ -227,6 +221,19 @@ pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
     }
 }
 
+fn effects_data(workflow: &WorkflowCore, effects: &[Effect]) -> Vec<EffectData<AnyEvent>> {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Send { event, target } => EffectData::Send {
+                event: event.clone(),
+                target: target.map(|s| step_name(workflow, s)),
+            },
+            Effect::Publish(event) => EffectData::Publish { event: event.clone() },
+        })
+        .collect()
+}
+
 pub(crate) fn record_collect(
     invocation: InvocationId,
     buffer: &str,
@@ -241,8 +248,14 @@ pub(crate) fn record_collect(
     }
 }
 
-pub(crate) fn record_waiter(invocation: InvocationId, spec: &WaiterSpec) -> TickData<AnyEvent> {
+pub(crate) fn record_waiter(
+    invocation: InvocationId,
+    spec: &WaiterSpec,
+    effects: &[Effect],
+    state: &RunState,
+) -> TickData<AnyEvent> {
     TickData::AddWaiter {
+        effects: effects_data(state.workflow(), effects),
         invocation: inv(invocation),
         id: spec.id.clone(),
         event: spec.ty.name().to_owned(),
@@ -291,8 +304,13 @@ impl Decoder<'_> {
     }
 
     /// Applies one stored entry to `state` (commands are discarded: a replay
-    /// rebuilds state, it does not redo effects).
-    pub(crate) fn replay(&self, state: &mut RunState, entry: Entry<StoredEvent>) -> Result<(), DecodeError> {
+    /// rebuilds state, it does not redo effects). Returns how the run ended
+    /// when this entry ended it.
+    pub(crate) fn replay(
+        &self,
+        state: &mut RunState,
+        entry: Entry<StoredEvent>,
+    ) -> Result<Option<Outcome>, DecodeError> {
         let now = Duration::from_micros(entry.at_us);
         let mut out = Vec::new();
         let tick = match entry.tick {
@@ -306,16 +324,7 @@ impl Decoder<'_> {
                 effects,
                 result,
             } => {
-                let effects = effects
-                    .into_iter()
-                    .map(|e| match e {
-                        EffectData::Send { event, target } => Ok(Effect::Send {
-                            event: self.event(event)?,
-                            target: self.step(target)?,
-                        }),
-                        EffectData::Publish { event } => Ok(Effect::Publish(self.event_or_raw(event))),
-                    })
-                    .collect::<Result<Vec<_>, DecodeError>>()?;
+                let effects = self.effects(effects)?;
                 let result = match result {
                     ResultData::Ok { events } => {
                         let mut emitted = Emitted::default();
@@ -358,7 +367,7 @@ impl Decoder<'_> {
                     None => Expectation::list(&order),
                 };
                 state.collect(InvocationId::from_pair(invocation), &buffer, event, &expect);
-                return Ok(());
+                return Ok(None);
             }
             TickData::AddWaiter {
                 invocation,
@@ -367,7 +376,9 @@ impl Decoder<'_> {
                 requirements,
                 timeout_us,
                 publish,
+                effects,
             } => {
+                let effects = self.effects(effects)?;
                 let spec = WaiterSpec {
                     id,
                     ty: self.event_type(&event)?,
@@ -376,8 +387,8 @@ impl Decoder<'_> {
                     publish: publish.map(|e| self.event_or_raw(e)),
                 };
                 // A refused waiter (duplicate id) was refused live too.
-                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, now, &mut out);
-                return Ok(());
+                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, effects, now, &mut out);
+                return Ok(finish_of(out));
             }
             TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
             TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
@@ -387,7 +398,20 @@ impl Decoder<'_> {
             TickData::Resume => Tick::Resume,
         };
         state.reduce(tick, now, &mut out);
-        Ok(())
+        Ok(finish_of(out))
+    }
+
+    fn effects(&self, effects: Vec<EffectData<StoredEvent>>) -> Result<Vec<Effect>, DecodeError> {
+        effects
+            .into_iter()
+            .map(|e| match e {
+                EffectData::Send { event, target } => Ok(Effect::Send {
+                    event: self.event(event)?,
+                    target: self.step(target)?,
+                }),
+                EffectData::Publish { event } => Ok(Effect::Publish(self.event_or_raw(event))),
+            })
+            .collect()
     }
 
     /// Published-only events need no type: keep them as raw JSON when the
@@ -400,6 +424,14 @@ impl Decoder<'_> {
             None => AnyEvent::new(RawEvent::from(stored)),
         }
     }
+}
+
+/// The outcome in `commands`, if they end the run.
+fn finish_of(commands: Vec<Command>) -> Option<Outcome> {
+    commands.into_iter().find_map(|command| match command {
+        Command::Finish(outcome) => Some(outcome),
+        _ => None,
+    })
 }
 
 /// An event kept as its stored JSON (its Rust type is unknown here). Used for

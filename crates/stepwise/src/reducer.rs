@@ -162,6 +162,22 @@ pub(crate) struct Attempt {
     pub(crate) first_at: Duration,
     pub(crate) last_error: Option<StepError>,
     pub(crate) last_failed_at: Option<Duration>,
+    /// How many of this attempt's sends and stream writes were already
+    /// applied to the run while it was still running (at a `wait_for_event`
+    /// in a journaled run, at once in an unjournaled one). When the attempt
+    /// runs again after a resume, that many of its first effects are skipped.
+    pub(crate) applied: u32,
+    /// The waits of this attempt that were answered: (which wait of the step
+    /// body's run it was, waiter id, answer). When the attempt runs again
+    /// after a resume, the same waits get the same answers at once instead of
+    /// waiting for new ones.
+    pub(crate) answers: Vec<(u32, String, AnyEvent)>,
+    /// Collect calls this attempt made (that reached the reducer).
+    pub(crate) collected: u32,
+    /// The full sets those calls returned: (call number, buffer, set). A
+    /// failed attempt gives them back to their buffers; a re-run after a
+    /// resume gets the same results for its first `collected` calls.
+    pub(crate) sets: Vec<(u32, String, Vec<AnyEvent>)>,
 }
 
 /// An event waiting for a worker of its step.
@@ -192,8 +208,16 @@ pub(crate) struct InFlight {
     pub(crate) event: AnyEvent,
     pub(crate) attempt: Attempt,
     pub(crate) lineage: Lineage,
-    /// Collect sets handed to this invocation, given back if it fails.
-    pub(crate) lent: Vec<(String, Vec<AnyEvent>)>,
+    /// Collect calls this run of the step body has made so far (not part of
+    /// the run's state: a re-run after a resume starts from 0 and is served
+    /// its attempt's earlier results first).
+    pub(crate) served: u32,
+    /// Sends and stream writes this run of the step body has issued so far
+    /// (not part of the run's state, like `served`).
+    pub(crate) issued: u32,
+    /// `wait_for_event` calls this run of the step body has made so far (part
+    /// of the state: the reducer matches remembered answers by it).
+    pub(crate) waits: u32,
     /// Open waiters of this invocation.
     pub(crate) waiting: u32,
 }
@@ -216,6 +240,8 @@ pub struct RetryInfo {
 pub(crate) struct Waiter {
     pub(crate) key: u64,
     pub(crate) invocation: InvocationId,
+    /// Which wait of its invocation's body run this is.
+    pub(crate) call: u32,
     pub(crate) step: StepIdx,
     pub(crate) id: String,
     pub(crate) ty: EventType,
@@ -442,39 +468,90 @@ impl RunState {
         if expect.is_empty() {
             return Some(Vec::new());
         }
-        let step = self.invocations.get(invocation)?.step;
+        let inflight = self.invocations.get_mut(invocation)?;
+        let step = inflight.step;
+        let call = inflight.attempt.collected;
+        inflight.attempt.collected += 1;
+        inflight.served += 1;
         let key = (step, buffer.to_owned());
         let buf = self.buffers.entry(key).or_default();
         let set = buf.offer(event, expect)?;
         if buf.is_empty() {
             self.buffers.remove(&(step, buffer.to_owned()));
         }
-        // Lend the set, so a failed attempt gives it back — only when a failure
-        // can be survived (a retry or an error handler), to keep the hot path lean.
-        if self.workflow.steps[step].config.retry.is_some() || self.workflow.error_handler(step).is_some() {
-            if let Some(inflight) = self.invocations.get_mut(invocation) {
-                inflight.lent.push((buffer.to_owned(), set.clone()));
-            }
+        // Kept with the attempt: given back if it fails, handed again to its
+        // re-run if the run is resumed before it ends.
+        if let Some(inflight) = self.invocations.get_mut(invocation) {
+            inflight.attempt.sets.push((call, buffer.to_owned(), set.clone()));
         }
         Some(set)
     }
 
+    /// For a step body that runs again after a resume: the result of its next
+    /// collect call, if its attempt made that call before (then the call must
+    /// not offer its event again). `None` when the call is a new one.
+    pub(crate) fn collected_before(&mut self, invocation: InvocationId, buffer: &str) -> Option<Option<Vec<AnyEvent>>> {
+        let inflight = self.invocations.get_mut(invocation)?;
+        if inflight.served >= inflight.attempt.collected {
+            return None;
+        }
+        let call = inflight.served;
+        inflight.served += 1;
+        Some(
+            inflight
+                .attempt
+                .sets
+                .iter()
+                .find(|(n, b, _)| *n == call && b == buffer)
+                .map(|(_, _, set)| set.clone()),
+        )
+    }
+
     /// Registers a waiter for `invocation`; returns its key, or `None` when the
-    /// invocation is gone.
+    /// invocation is gone. `effects` are the invocation's deferred sends and
+    /// stream writes: they are applied first (a step must not wait on events
+    /// its own unapplied sends would cause) and counted as applied.
     pub(crate) fn add_waiter(
         &mut self,
         invocation: InvocationId,
         spec: WaiterSpec,
+        effects: Vec<Effect>,
         now: Duration,
         out: &mut Vec<Command>,
     ) -> Result<u64, WaitError> {
-        if self.finished {
+        if self.finished || self.invocations.get(invocation).is_none() {
             return Err(WaitError::RunEnded { event: spec.ty.name() });
+        }
+        if !effects.is_empty() {
+            let count = effects.len() as u32;
+            self.apply_effects(invocation, effects, now, out);
+            if self.finished {
+                return Err(WaitError::RunEnded { event: spec.ty.name() });
+            }
+            self.mark_applied(invocation, count);
         }
         let Some(inflight) = self.invocations.get_mut(invocation) else {
             return Err(WaitError::RunEnded { event: spec.ty.name() });
         };
         let step = inflight.step;
+        let call = inflight.waits;
+        inflight.waits += 1;
+        // Answered before a resume: the re-run gets the same answer at once.
+        let answered = inflight
+            .attempt
+            .answers
+            .iter()
+            .position(|(c, id, _)| *c == call && *id == spec.id);
+        if let Some(index) = answered {
+            let (_, _, answer) = inflight.attempt.answers.remove(index);
+            let key = self.next_timer;
+            self.next_timer += 1;
+            out.push(Command::ResolveWaiter {
+                key,
+                result: Ok(answer),
+            });
+            return Ok(key);
+        }
         if self
             .waiters
             .iter()
@@ -510,6 +587,7 @@ impl RunState {
         self.waiters.push(Waiter {
             key,
             invocation,
+            call,
             step,
             id: spec.id,
             ty: spec.ty,
@@ -517,6 +595,25 @@ impl RunState {
         });
         self.check_idle(out);
         Ok(key)
+    }
+
+    /// Counts a send or stream write `invocation`'s body issues; true when
+    /// its attempt already applied it before a resume (then it is skipped).
+    pub(crate) fn issue_effect(&mut self, invocation: InvocationId) -> bool {
+        match self.invocations.get_mut(invocation) {
+            Some(inflight) => {
+                inflight.issued += 1;
+                inflight.issued <= inflight.attempt.applied
+            }
+            None => false,
+        }
+    }
+
+    /// Counts `n` more effects of `invocation` as applied.
+    pub(crate) fn mark_applied(&mut self, invocation: InvocationId, n: u32) {
+        if let Some(inflight) = self.invocations.get_mut(invocation) {
+            inflight.attempt.applied += n;
+        }
     }
 
     /// What `ctx.retry_info()` reports.
@@ -605,6 +702,9 @@ impl RunState {
             }
             let waiter = self.waiters.remove(index);
             self.waiter_closed(waiter.invocation);
+            if let Some(inflight) = self.invocations.get_mut(waiter.invocation) {
+                inflight.attempt.answers.push((waiter.call, waiter.id, event.clone()));
+            }
             answered.push(waiter.step);
             out.push(Command::ResolveWaiter {
                 key: waiter.key,
@@ -689,6 +789,10 @@ impl RunState {
                 first_at: now,
                 last_error: None,
                 last_failed_at: None,
+                applied: 0,
+                answers: Vec::new(),
+                collected: 0,
+                sets: Vec::new(),
             },
         };
         let event = queued.event;
@@ -698,7 +802,9 @@ impl RunState {
             event: event.clone(),
             attempt,
             lineage: queued.lineage,
-            lent: Vec::new(),
+            served: 0,
+            issued: 0,
+            waits: 0,
             waiting: 0,
         });
         if self.internal_events {
@@ -760,9 +866,9 @@ impl RunState {
 
     /// A step attempt failed: give back its collect sets, then retry, hand the
     /// failure to an error handler, or fail the run.
-    fn failed(&mut self, done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
+    fn failed(&mut self, mut done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
         let step = done.step;
-        for (buffer, set) in done.lent {
+        for (_, buffer, set) in std::mem::take(&mut done.attempt.sets) {
             self.buffers.entry((step, buffer)).or_default().restore(set);
         }
         let name = self.workflow.steps[step].name();
@@ -783,6 +889,10 @@ impl RunState {
                     first_at: done.attempt.first_at,
                     last_error: Some(error),
                     last_failed_at: Some(now),
+                    applied: 0,
+                    answers: Vec::new(),
+                    collected: 0,
+                    sets: Vec::new(),
                 })),
                 lineage: done.lineage,
             };
@@ -849,10 +959,16 @@ impl RunState {
     }
 
     /// Starts a new session: every in-flight invocation goes back to the head
-    /// of its step's queue (same event, attempt and lineage), its collect sets
-    /// are given back and its waiters dropped (the re-run registers them again,
-    /// without publishing their events a second time); then queues are drained.
+    /// of its step's queue (same event, attempt and lineage) and its waiters
+    /// are dropped (the re-run registers them again, without publishing their
+    /// events a second time); then queues are drained. The attempt keeps what
+    /// its run had done — sends applied, waits answered, collect results — so
+    /// that the re-run does not do it twice.
     fn rewind(&mut self, now: Duration, out: &mut Vec<Command>) {
+        // A new session starts a new idle period: if the run is (still) only
+        // waiting for outside input, `WorkflowIdle` is published again, so the
+        // resumed run's stream tells its caller what it waits for.
+        self.idle = false;
         let mut requeued: Vec<(InvocationId, InFlight)> = Vec::new();
         for index in 0..self.invocations.slots.len() {
             let cell = &self.invocations.slots[index];
@@ -874,9 +990,6 @@ impl RunState {
         for (_, inflight) in requeued.into_iter().rev() {
             let step = inflight.step;
             self.steps[step].release_worker(inflight.worker);
-            for (buffer, set) in inflight.lent {
-                self.buffers.entry((step, buffer)).or_default().restore(set);
-            }
             self.steps[step].queue.push_front(Queued {
                 event: inflight.event,
                 attempt: Some(Box::new(inflight.attempt)),

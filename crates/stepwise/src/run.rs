@@ -109,7 +109,7 @@ pub(crate) enum Begin {
     },
     Resume {
         run_id: Arc<str>,
-        state: RunState,
+        state: Box<RunState>,
         /// The run's clock at the last journaled tick.
         at: Duration,
         journal_seq: u64,
@@ -137,6 +137,8 @@ struct RunCore {
     /// Sends and stream writes of in-flight invocations, applied with their
     /// result (journaled runs only, so a crash never applies half a step).
     deferred: HashMap<InvocationId, Vec<Effect>>,
+    /// How the run ended, once it has.
+    ended: Option<RunStatus>,
 }
 
 impl RunCore {
@@ -222,7 +224,11 @@ impl RunShared {
         let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        let effects = core.deferred.remove(&invocation).unwrap_or_default();
+        let effects = if core.deferred.is_empty() {
+            Vec::new()
+        } else {
+            core.deferred.remove(&invocation).unwrap_or_default()
+        };
         let tick = Tick::StepDone {
             invocation,
             effects,
@@ -237,17 +243,55 @@ impl RunShared {
 
     /// `write_event_to_stream` from a step.
     pub(crate) fn write_to_stream(&self, invocation: InvocationId, event: AnyEvent) {
-        {
-            let mut core = lock(&self.core);
-            if core.journal.is_some() {
-                core.deferred
-                    .entry(invocation)
-                    .or_default()
-                    .push(Effect::Publish(event));
-                return;
-            }
+        self.step_effect(invocation, Effect::Publish(event));
+    }
+
+    /// A send or stream write from a step invocation. A journaled run defers
+    /// it to the invocation's next `wait_for_event` or its end, so that a
+    /// crash never applies half a step; an unjournaled run applies it at once.
+    /// Either way the attempt counts what was applied: when it runs again
+    /// after a resume, its first effects that were already applied are
+    /// skipped (step bodies are expected to repeat them in the same order).
+    fn step_effect(&self, invocation: InvocationId, effect: Effect) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        if core.state.is_finished() {
+            return;
         }
-        self.apply(Tick::Publish(event));
+        if core.state.invocation_step(invocation).is_none() {
+            // A context kept past its step's end: apply the effect on its own.
+            let tick = match effect {
+                Effect::Send { event, target } => Tick::AddEvent {
+                    event,
+                    target,
+                    origin: None,
+                },
+                Effect::Publish(event) => Tick::Publish(event),
+            };
+            core.record(|state| journal::record(&tick, state), now);
+            core.state.reduce(tick, now, &mut core.commands);
+            self.execute(core, now);
+            return;
+        }
+        if core.state.issue_effect(invocation) {
+            return; // applied by this attempt's run before the resume
+        }
+        if core.journal.is_some() {
+            core.deferred.entry(invocation).or_default().push(effect);
+            return;
+        }
+        let tick = match effect {
+            Effect::Send { event, target } => Tick::AddEvent {
+                event,
+                target,
+                origin: Some(invocation),
+            },
+            Effect::Publish(event) => Tick::Publish(event),
+        };
+        core.state.reduce(tick, now, &mut core.commands);
+        core.state.mark_applied(invocation, 1);
+        self.execute(core, now);
     }
 
     /// A snapshot of the run as it is now (in-flight invocations included;
@@ -261,12 +305,29 @@ impl RunShared {
         let published = lock(&self.outbox).published;
         let core = lock(&self.core);
         let seq = core.journal.as_ref().map_or(0, |j| j.seq);
-        durable::build_snapshot(&self.workflow, &self.run_id, &core.state, seq, now, published, state)
+        let status = core.ended.unwrap_or(RunStatus::Running);
+        durable::build_snapshot(
+            &self.workflow,
+            &self.run_id,
+            &core.state,
+            seq,
+            now,
+            published,
+            state,
+            status,
+        )
     }
 
     /// Time since the run started, on tokio's clock (so a paused test clock
-    /// drives timeouts, retries and waiters alike).
+    /// drives timeouts, retries and waiters alike), in whole microseconds:
+    /// the journal keeps microseconds, so the reducer sees exactly the same
+    /// times live and in a replay.
     pub(crate) fn now(&self) -> Duration {
+        Duration::from_micros(self.elapsed().as_micros() as u64)
+    }
+
+    /// Time since the run started, at the clock's full resolution.
+    fn elapsed(&self) -> Duration {
         tokio::time::Instant::now().saturating_duration_since(self.started)
     }
 
@@ -286,8 +347,13 @@ impl RunShared {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        core.record(|_| journal::record_waiter(invocation, &spec), now);
-        let key = core.state.add_waiter(invocation, spec, now, &mut core.commands);
+        // The invocation's deferred effects are applied before it waits: what
+        // it waits for may depend on them.
+        let effects = core.deferred.remove(&invocation).unwrap_or_default();
+        core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now);
+        let key = core
+            .state
+            .add_waiter(invocation, spec, effects, now, &mut core.commands);
         if let Ok(key) = key {
             core.waiters.insert(key, tx);
         }
@@ -303,14 +369,25 @@ impl RunShared {
         event: AnyEvent,
         expect: &crate::collect::Expectation<'_>,
     ) -> Option<Vec<AnyEvent>> {
+        if expect.is_empty() {
+            return Some(Vec::new());
+        }
         let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
             return None;
         }
+        // A re-run after a resume: calls its attempt made before get the same
+        // results, without offering their events a second time.
+        if let Some(earlier) = guard.state.collected_before(invocation, buffer) {
+            return earlier;
+        }
         guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now);
         let set = guard.state.collect(invocation, buffer, event, expect);
         self.maybe_snapshot(&mut guard, now);
+        if let Some(journal) = guard.journal.as_mut() {
+            journal.commit();
+        }
         set
     }
 
@@ -329,7 +406,7 @@ impl RunShared {
         let mut handoff = false;
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => self.publish(event, core.journal.as_ref()),
+                Command::Publish(event) => self.publish(event, core.journal.as_mut()),
                 Command::Schedule { at, timer } => {
                     core.timers.push((at, timer));
                     handoff = true;
@@ -353,18 +430,32 @@ impl RunShared {
                     handoff = true;
                 }
                 Command::Finish(outcome) => {
+                    core.ended = Some(match &outcome {
+                        Outcome::Completed(_) => RunStatus::Completed,
+                        Outcome::Cancelled => RunStatus::Cancelled,
+                        Outcome::Failed { .. } | Outcome::TimedOut { .. } => RunStatus::Failed,
+                    });
+                    // The final status is committed with the tick that ended the run.
+                    if let Some(journal) = core.journal.as_mut() {
+                        let result = outcome_result(&self.workflow, &self.run_id, outcome.clone());
+                        let (status, stop, error) = ended_status(&result);
+                        journal.status(status, stop, error);
+                    }
                     core.finish = Some(outcome);
                     handoff = true;
                 }
             }
         }
         self.maybe_snapshot(core, now);
+        if let Some(journal) = core.journal.as_mut() {
+            journal.commit();
+        }
         if handoff && !self.pending.swap(true, Ordering::AcqRel) && POLLING_RUN.get() != self.address() {
             self.driver.wake();
         }
     }
 
-    fn publish(&self, event: AnyEvent, journal: Option<&RunJournal>) {
+    fn publish(&self, event: AnyEvent, journal: Option<&mut RunJournal>) {
         let mut outbox = lock(&self.outbox);
         let seq = outbox.published;
         outbox.published += 1;
@@ -400,14 +491,12 @@ impl RunShared {
                 event: event.name(),
             });
         }
-        let core = &mut *guard;
-        if let (Some(origin), Some(_)) = (origin, &core.journal) {
-            core.deferred
-                .entry(origin)
-                .or_default()
-                .push(Effect::Send { event, target });
+        if let Some(origin) = origin {
+            drop(guard);
+            self.step_effect(origin, Effect::Send { event, target });
             return Ok(());
         }
+        let core = &mut *guard;
         let tick = Tick::AddEvent { event, target, origin };
         core.record(|state| journal::record(&tick, state), now);
         core.state.reduce(tick, now, &mut core.commands);
@@ -479,7 +568,9 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
             let store = options.state.unwrap_or_else(workflow.state.fresh);
             let journal = options.journal.map(|journal| {
-                journal.send(WriterMsg::Run(RunRecord {
+                let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
+                // Committed together with the start event's entry.
+                run.queue(WriterMsg::Run(RunRecord {
                     run_id: run_id.to_string(),
                     workflow: workflow.name.clone(),
                     fingerprint: workflow.fingerprint.clone(),
@@ -490,12 +581,12 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                     updated_at_ms: now_ms(),
                 }));
                 if let Some(json) = store.try_json() {
-                    journal.send(WriterMsg::State {
+                    run.queue(WriterMsg::State {
                         run: Arc::clone(&run_id),
                         json,
                     });
                 }
-                RunJournal::new(journal, Arc::clone(&run_id), 0)
+                run
             });
             (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
         }
@@ -511,7 +602,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             let journal = journal.map(|j| RunJournal::new(j, Arc::clone(&run_id), journal_seq));
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
-            (run_id, state, store, journal, published, started, FirstTick::Resume)
+            (run_id, *state, store, journal, published, started, FirstTick::Resume)
         }
     };
     if let Some(journal) = &journal {
@@ -532,6 +623,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             journal,
             snapshot_due: false,
             deferred: HashMap::new(),
+            ended: None,
         }),
         outbox: Mutex::new(Outbox {
             published,
@@ -558,7 +650,18 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
-            runtime.spawn(as_driver(Arc::clone(&shared), first).instrument(span));
+            // The first tick is reduced before the handle is returned, so that
+            // events the caller sends at once come after it (a resumed run
+            // must rewind its in-flight work before anything new starts).
+            span.in_scope(|| match first {
+                FirstTick::Start(event) => shared.apply(Tick::AddEvent {
+                    event,
+                    target: None,
+                    origin: None,
+                }),
+                FirstTick::Resume => shared.apply(Tick::Resume),
+            });
+            runtime.spawn(as_driver(Arc::clone(&shared)).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
             run_id: shared.run_id.to_string(),
@@ -704,9 +807,9 @@ impl Timers {
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
-fn as_driver(shared: Arc<RunShared>, first: FirstTick) -> impl Future<Output = ()> + Send {
+fn as_driver(shared: Arc<RunShared>) -> impl Future<Output = ()> + Send {
     let address = shared.address();
-    let mut driver = Box::pin(drive(shared, first));
+    let mut driver = Box::pin(drive(shared));
     poll_fn(move |cx| {
         let previous = POLLING_RUN.replace(address);
         let polled = driver.as_mut().poll(cx);
@@ -721,7 +824,7 @@ const TURNS_PER_YIELD: u32 = 512;
 
 /// The run's driver: executes worker starts and the finish produced by the
 /// reducer, and turns step completions and the timer into ticks.
-async fn drive(shared: Arc<RunShared>, first: FirstTick) {
+async fn drive(shared: Arc<RunShared>) {
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
     // The timeout counts the run's own clock, so a resumed run keeps the time
     // it already used.
@@ -733,14 +836,6 @@ async fn drive(shared: Arc<RunShared>, first: FirstTick) {
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
-    match first {
-        FirstTick::Start(event) => shared.apply(Tick::AddEvent {
-            event,
-            target: None,
-            origin: None,
-        }),
-        FirstTick::Resume => shared.apply(Tick::Resume),
-    }
     loop {
         let finish = {
             let mut core = lock(&shared.core);
@@ -793,7 +888,9 @@ async fn drive(shared: Arc<RunShared>, first: FirstTick) {
                 shared.apply(Tick::Timeout);
             }
             Wake::TimersDue => {
-                for timer in timers.take_due(shared.now()) {
+                // The timers' own resolution, so that a timer due within the
+                // current microsecond is not missed.
+                for timer in timers.take_due(shared.elapsed()) {
                     shared.apply(Tick::Fire(timer));
                 }
             }
@@ -845,23 +942,41 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
     }
 }
 
-fn finish_run(shared: &RunShared, outcome: Outcome) {
-    let run_id = shared.run_id.to_string();
-    let result = match outcome {
+/// What awaiting a run's handle gives for `outcome`.
+pub(crate) fn outcome_result(workflow: &WorkflowCore, run_id: &str, outcome: Outcome) -> Result<AnyEvent, RunError> {
+    if let Outcome::Completed(stop) = outcome {
+        return Ok(stop);
+    }
+    let run_id = run_id.to_owned();
+    match outcome {
         Outcome::Completed(stop) => Ok(stop),
         Outcome::Failed { step, attempts, error } => Err(RunError::StepFailed {
             run_id,
-            step: shared.workflow.steps[step].name().to_owned(),
+            step: workflow.steps[step].name().to_owned(),
             attempts,
             source: error,
         }),
         Outcome::TimedOut { active_steps } => Err(RunError::TimedOut {
             run_id,
-            timeout: shared.workflow.timeout.unwrap_or_default(),
+            timeout: workflow.timeout.unwrap_or_default(),
             active_steps,
         }),
         Outcome::Cancelled => Err(RunError::Cancelled { run_id }),
-    };
+    }
+}
+
+/// The stored status of a run that ended with `result`, with its stop event
+/// or error text.
+pub(crate) fn ended_status(result: &Result<AnyEvent, RunError>) -> (RunStatus, Option<&AnyEvent>, Option<String>) {
+    match result {
+        Ok(stop) => (RunStatus::Completed, Some(stop), None),
+        Err(error @ RunError::Cancelled { .. }) => (RunStatus::Cancelled, None, Some(error.to_string())),
+        Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
+    }
+}
+
+fn finish_run(shared: &RunShared, outcome: Outcome) {
+    let result = outcome_result(&shared.workflow, &shared.run_id, outcome);
     match &result {
         Ok(stop) => tracing::debug!(result = ?stop, "run completed"),
         Err(error) => tracing::warn!(%error, "run ended without a result"),
@@ -870,15 +985,6 @@ fn finish_run(shared: &RunShared, outcome: Outcome) {
         match &result {
             Ok(stop) => println!("[{}] result: {:?}", shared.run_id, stop),
             Err(error) => println!("[{}] ended: {error}", shared.run_id),
-        }
-    }
-    if let Some(journal) = &lock(&shared.core).journal {
-        match &result {
-            Ok(stop) => journal.status(RunStatus::Completed, Some(stop), None),
-            Err(error @ RunError::Cancelled { .. }) => {
-                journal.status(RunStatus::Cancelled, None, Some(error.to_string()))
-            }
-            Err(error) => journal.status(RunStatus::Failed, None, Some(error.to_string())),
         }
     }
     shared.state.observe(None);
@@ -958,6 +1064,9 @@ impl<O: Event> RunHandle<O> {
     /// [`Workflow::resume_from_snapshot`](crate::Workflow::resume_from_snapshot),
     /// here or in another process. Typically taken while the run is idle
     /// (waiting for a person), then the run is cancelled or the process stops.
+    /// A snapshot taken after [`cancel`](RunHandle::cancel) resumes too (the
+    /// run goes on as if it had not been cancelled); one of a completed or
+    /// failed run does not ([`Snapshot::status`] says which).
     pub async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
         self.shared.snapshot().await
     }

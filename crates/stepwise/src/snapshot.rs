@@ -21,6 +21,7 @@ use crate::journal::{DecodeError, Decoder, StoredEvent};
 use crate::reducer::{
     Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, RunState, StepSlot, Waiter,
 };
+use crate::store::RunStatus;
 use crate::workflow::WorkflowCore;
 
 /// The snapshot format this build writes and reads.
@@ -47,8 +48,17 @@ pub struct Snapshot {
     pub state_type: String,
     /// The state, as JSON.
     pub state: Value,
+    /// Where the run stood: running, or how it had ended. A snapshot of a
+    /// cancelled run resumes (the run goes on as if it had not been
+    /// cancelled); one of a completed or failed run does not.
+    #[serde(default = "running")]
+    pub status: RunStatus,
     /// The reducer state.
     pub(crate) run: RunData,
+}
+
+fn running() -> RunStatus {
+    RunStatus::Running
 }
 
 impl Snapshot {
@@ -70,11 +80,19 @@ impl Snapshot {
             what: "snapshot".into(),
             reason: e.to_string(),
         })?;
-        let format = value.get("format").and_then(Value::as_u64);
-        if format != Some(u64::from(SNAPSHOT_FORMAT)) {
+        let reason = match value.get("format") {
+            Some(format) if format.as_u64() == Some(u64::from(SNAPSHOT_FORMAT)) => None,
+            Some(format) => Some(format!(
+                "format {format} is not supported (this build reads format {SNAPSHOT_FORMAT})"
+            )),
+            None => Some(format!(
+                "it has no `format` field; is it a stepwise snapshot? (this build reads format {SNAPSHOT_FORMAT})"
+            )),
+        };
+        if let Some(reason) = reason {
             return Err(DecodeError::Malformed {
                 what: "snapshot".into(),
-                reason: format!("format {format:?} is not supported (this build reads format {SNAPSHOT_FORMAT})"),
+                reason,
             });
         }
         serde_json::from_value(value).map_err(|e| DecodeError::Malformed {
@@ -96,6 +114,19 @@ pub(crate) struct RunData {
     next_timer: u64,
     idle: bool,
     finished: bool,
+}
+
+impl RunData {
+    /// True when the run had ended.
+    pub(crate) fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Makes an ended (cancelled) run's state resumable again.
+    pub(crate) fn reopen(&mut self) {
+        self.finished = false;
+        self.idle = false;
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +154,18 @@ struct AttemptData {
     last_error: Option<ErrorData>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_failed_at_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    applied: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    answers: Vec<(u32, String, StoredEvent)>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    collected: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sets: Vec<(u32, String, Vec<StoredEvent>)>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -148,9 +191,9 @@ struct InFlightData {
     attempt: AttemptData,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     lineage: Vec<(String, u32)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    lent: Vec<(String, Vec<StoredEvent>)>,
     waiting: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    waits: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -172,6 +215,8 @@ struct RetryData {
 struct WaiterData {
     key: u64,
     invocation: [u32; 2],
+    #[serde(default, skip_serializing_if = "is_zero")]
+    call: u32,
     step: String,
     id: String,
     event: String,
@@ -209,8 +254,8 @@ impl Writer<'_> {
             .collect()
     }
 
-    fn attempt(&self, attempt: &Attempt) -> AttemptData {
-        AttemptData {
+    fn attempt(&self, attempt: &Attempt) -> Result<AttemptData, serde_json::Error> {
+        Ok(AttemptData {
             number: attempt.number,
             first_at_us: us(attempt.first_at),
             // The retry decision for this error is already made, so it is not kept.
@@ -220,13 +265,25 @@ impl Writer<'_> {
                 retryable: None,
             }),
             last_failed_at_us: attempt.last_failed_at.map(us),
-        }
+            applied: attempt.applied,
+            answers: attempt
+                .answers
+                .iter()
+                .map(|(call, id, event)| Ok((*call, id.clone(), self.event(event)?)))
+                .collect::<Result<_, serde_json::Error>>()?,
+            collected: attempt.collected,
+            sets: attempt
+                .sets
+                .iter()
+                .map(|(n, buffer, set)| Ok((*n, buffer.clone(), self.events(set)?)))
+                .collect::<Result<_, serde_json::Error>>()?,
+        })
     }
 
     fn queued(&self, queued: &Queued) -> Result<QueuedData, serde_json::Error> {
         Ok(QueuedData {
             event: self.event(&queued.event)?,
-            attempt: queued.attempt.as_deref().map(|a| self.attempt(a)),
+            attempt: queued.attempt.as_deref().map(|a| self.attempt(a)).transpose()?,
             lineage: self.lineage(&queued.lineage),
         })
     }
@@ -262,14 +319,10 @@ impl RunState {
                         step: w.step(f.step),
                         worker: f.worker,
                         event: w.event(&f.event)?,
-                        attempt: w.attempt(&f.attempt),
+                        attempt: w.attempt(&f.attempt)?,
                         lineage: w.lineage(&f.lineage),
-                        lent: f
-                            .lent
-                            .iter()
-                            .map(|(b, set)| Ok((b.clone(), w.events(set)?)))
-                            .collect::<Result<_, serde_json::Error>>()?,
                         waiting: f.waiting,
+                        waits: f.waits,
                     }),
                 };
                 Ok(SlotData {
@@ -309,6 +362,7 @@ impl RunState {
             .map(|wt| WaiterData {
                 key: wt.key,
                 invocation: wt.invocation.to_pair(),
+                call: wt.call,
                 step: w.step(wt.step),
                 id: wt.id.clone(),
                 event: wt.ty.name().to_owned(),
@@ -358,32 +412,44 @@ impl RunState {
                 .collect::<Result<Vec<_>, DecodeError>>()?;
             Ok(Some(Arc::new(counts)))
         };
-        let attempt = |a: AttemptData| Attempt {
-            number: a.number,
-            first_at: Duration::from_micros(a.first_at_us),
-            last_error: a
-                .last_error
-                .map(|e| StepError::restored(e.message, e.panicked, e.retryable)),
-            last_failed_at: a.last_failed_at_us.map(Duration::from_micros),
+        let attempt = |a: AttemptData| -> Result<Attempt, DecodeError> {
+            Ok(Attempt {
+                number: a.number,
+                first_at: Duration::from_micros(a.first_at_us),
+                last_error: a
+                    .last_error
+                    .map(|e| StepError::restored(e.message, e.panicked, e.retryable)),
+                last_failed_at: a.last_failed_at_us.map(Duration::from_micros),
+                applied: a.applied,
+                answers: a
+                    .answers
+                    .into_iter()
+                    .map(|(call, id, event)| Ok((call, id, d.event(event)?)))
+                    .collect::<Result<_, DecodeError>>()?,
+                collected: a.collected,
+                sets: a
+                    .sets
+                    .into_iter()
+                    .map(|(n, buffer, set)| {
+                        Ok((
+                            n,
+                            buffer,
+                            set.into_iter().map(|e| d.event(e)).collect::<Result<_, _>>()?,
+                        ))
+                    })
+                    .collect::<Result<_, DecodeError>>()?,
+            })
         };
         let queued = |q: QueuedData| -> Result<Queued, DecodeError> {
             Ok(Queued {
                 event: d.event(q.event)?,
-                attempt: q.attempt.map(|a| Box::new(attempt(a))),
+                attempt: q.attempt.map(|a| attempt(a).map(Box::new)).transpose()?,
                 lineage: lineage(q.lineage)?,
             })
         };
-        if data.steps.len() != workflow.steps.len() {
-            return Err(DecodeError::Malformed {
-                what: "snapshot".into(),
-                reason: format!(
-                    "it has {} steps, workflow `{}` has {}",
-                    data.steps.len(),
-                    workflow.name,
-                    workflow.steps.len()
-                ),
-            });
-        }
+        // Steps are matched by name: a definition that gained steps (resumed
+        // with `allow_changed_definition`) gives them empty slots; a step the
+        // snapshot names but the workflow lacks is an error.
         for s in data.steps {
             let index = step(&s.name)?;
             let mut slot = StepSlot {
@@ -405,11 +471,6 @@ impl RunState {
             let entry = match slot.entry {
                 None => None,
                 Some(f) => {
-                    let lent = f
-                        .lent
-                        .into_iter()
-                        .map(|(b, set)| Ok((b, set.into_iter().map(|e| d.event(e)).collect::<Result<_, _>>()?)))
-                        .collect::<Result<Vec<_>, DecodeError>>()?;
                     if f.waiting > 0 {
                         state.waiting_invocations += 1;
                     }
@@ -417,9 +478,11 @@ impl RunState {
                         step: step(&f.step)?,
                         worker: f.worker,
                         event: d.event(f.event)?,
-                        attempt: attempt(f.attempt),
+                        attempt: attempt(f.attempt)?,
                         lineage: lineage(f.lineage)?,
-                        lent,
+                        served: 0,
+                        issued: 0,
+                        waits: f.waits,
                         waiting: f.waiting,
                     })
                 }
@@ -464,6 +527,7 @@ impl RunState {
             state.waiters.push(Waiter {
                 key: wt.key,
                 invocation: InvocationId::from_pair(wt.invocation),
+                call: wt.call,
                 step: step(&wt.step)?,
                 id: wt.id,
                 ty,

@@ -11,7 +11,7 @@
 //!     .build()
 //!     .unwrap();
 //! let outcome = WorkflowTestRunner::new(&wf).run(StartEvent::new()).await;
-//! assert_eq!(outcome.result.unwrap().result, "hi");
+//! assert_eq!(outcome.result.as_ref().unwrap().result, "hi");
 //! assert_eq!(outcome.count("StopEvent"), 1);
 //! assert_eq!(outcome.count_of::<stepwise::StepStateChanged>(), 2); // running, finished
 //! # }

@@ -88,7 +88,11 @@ impl JournalStore for MemoryStore {
         let entries = self.with(|t| {
             t.entries
                 .get(run_id)
-                .map(|all| all.iter().filter(|b| b.last_seq >= from_seq).cloned().collect())
+                .map(|all| {
+                    // Batches are stored in sequence order.
+                    let first = all.partition_point(|b| b.last_seq < from_seq);
+                    all[first..].to_vec()
+                })
                 .unwrap_or_default()
         });
         Box::pin(std::future::ready(Ok(entries)))

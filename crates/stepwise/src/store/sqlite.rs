@@ -121,7 +121,10 @@ impl SqliteStore {
             if applied.contains(version) {
                 continue;
             }
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db)?;
+            // `Executor::execute` on the text runs every statement in it. (Not
+            // `raw_sql(..).execute(&mut *tx)`: that makes `open`'s future one
+            // the compiler cannot prove `Send`, so no `tokio::spawn(open)`.)
+            sqlx::Executor::execute(&mut *tx, *sql).await.map_err(db)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
                 .bind(super::now_ms())
@@ -284,8 +287,14 @@ impl JournalStore for SqliteStore {
     fn entries(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<EntryBatch>> {
         let run_id: Arc<str> = run_id.into();
         Box::pin(async move {
+            // Rows hold consecutive entries: start at the row that holds
+            // `from_seq` (found through the primary key), so that a replay from
+            // a recent snapshot does not scan the run's whole journal.
             let rows = sqlx::query(
-                "SELECT first_seq, last_seq, entries FROM journal WHERE run_id = ? AND last_seq >= ? ORDER BY first_seq",
+                "SELECT first_seq, last_seq, entries FROM journal
+                 WHERE run_id = ?1 AND last_seq >= ?2 AND first_seq >= COALESCE(
+                     (SELECT MAX(first_seq) FROM journal WHERE run_id = ?1 AND first_seq <= ?2), 0)
+                 ORDER BY first_seq",
             )
             .bind(&*run_id)
             .bind(from_seq as i64)
