@@ -34,13 +34,13 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         last_seq  INTEGER NOT NULL,
         entries   TEXT NOT NULL,
         PRIMARY KEY (run_id, first_seq)
-    ) WITHOUT ROWID;
+    );
     CREATE TABLE events (
         run_id TEXT NOT NULL,
         seq    INTEGER NOT NULL,
         event  TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID;
+    );
     CREATE TABLE run_state (
         run_id TEXT PRIMARY KEY,
         state  TEXT NOT NULL
@@ -74,6 +74,7 @@ impl SqliteStore {
             // a power loss may drop the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         Self::connect(options).await
     }
@@ -155,50 +156,77 @@ impl SqliteStore {
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for run in &batch.runs {
-            sqlx::query(
-                "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-            )
-            .bind(&run.run_id)
-            .bind(&run.workflow)
-            .bind(&run.fingerprint)
-            .bind(run.status.as_str())
-            .bind(run.result.as_ref().map(|v| v.to_string()))
-            .bind(&run.error)
-            .bind(run.created_at_ms)
-            .bind(run.updated_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        for chunk in batch.runs.chunks(400) {
+            let mut sql = String::from("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
+            }
+            sql.push_str(
+                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            );
+            let mut q = sqlx::query(&sql);
+            for run in chunk {
+                q = q
+                    .bind(&run.run_id)
+                    .bind(&run.workflow)
+                    .bind(&run.fingerprint)
+                    .bind(run.status.as_str())
+                    .bind(run.result.as_ref().map(|v| v.to_string()))
+                    .bind(&run.error)
+                    .bind(run.created_at_ms)
+                    .bind(run.updated_at_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
-        for entry in &batch.entries {
-            sqlx::query("INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)")
-                .bind(&*entry.run_id)
-                .bind(entry.first_seq as i64)
-                .bind(entry.last_seq as i64)
-                .bind(&entry.data)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        for chunk in batch.entries.chunks(500) {
+            let mut sql = String::from("INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for entry in chunk {
+                q = q
+                    .bind(&*entry.run_id)
+                    .bind(entry.first_seq as i64)
+                    .bind(entry.last_seq as i64)
+                    .bind(&entry.data);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
-        for event in &batch.events {
-            sqlx::query("INSERT INTO events (run_id, seq, event) VALUES (?, ?, ?)")
-                .bind(&*event.run_id)
-                .bind(event.seq as i64)
-                .bind(&event.event)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        for chunk in batch.events.chunks(500) {
+            let mut sql = String::from("INSERT INTO events (run_id, seq, event) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for event in chunk {
+                q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
-        for (run, state) in &batch.states {
-            sqlx::query("INSERT INTO run_state (run_id, state) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET state = excluded.state")
-                .bind(&**run)
-                .bind(state)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        for chunk in batch.states.chunks(500) {
+            let mut sql = String::from("INSERT INTO run_state (run_id, state) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?)");
+            }
+            sql.push_str(" ON CONFLICT (run_id) DO UPDATE SET state = excluded.state");
+            let mut q = sqlx::query(&sql);
+            for (run, state) in chunk {
+                q = q.bind(&**run).bind(state);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
         for (run, snapshot) in &batch.snapshots {
             sqlx::query("INSERT INTO snapshots (run_id, snapshot) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot")
@@ -208,16 +236,25 @@ impl SqliteStore {
                 .await
                 .map_err(db)?;
         }
-        for update in &batch.statuses {
-            sqlx::query("UPDATE runs SET status = ?, result = ?, error = ?, updated_at = ? WHERE run_id = ?")
-                .bind(update.status.as_str())
-                .bind(update.result.as_ref().map(|v| v.to_string()))
-                .bind(&update.error)
-                .bind(update.at_ms)
-                .bind(&*update.run_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+        for chunk in batch.statuses.chunks(400) {
+            let mut sql = String::from("UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?)");
+            }
+            sql.push_str(") AS v WHERE runs.run_id = v.column1");
+            let mut q = sqlx::query(&sql);
+            for update in chunk {
+                q = q
+                    .bind(&*update.run_id)
+                    .bind(update.status.as_str())
+                    .bind(update.result.as_ref().map(|v| v.to_string()))
+                    .bind(&update.error)
+                    .bind(update.at_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
