@@ -13,7 +13,7 @@ const RUNS: u64 = 20_000;
 const WARMUP_RUNS: u64 = 2_000;
 const REPS: usize = 9;
 
-fn workflow() -> Workflow {
+pub fn workflow() -> Workflow {
     Workflow::builder("chain")
         .step("s1", |_ev: StartEvent| async move { E1 { x: 0 } })
         .step("s2", |ev: E1| async move { E2 { x: ev.x + 1 } })

@@ -14,6 +14,7 @@ mod concurrent;
 mod events;
 mod fanout;
 mod io_fanout;
+mod journal;
 mod measure;
 mod self_loop;
 mod stream;
@@ -81,6 +82,25 @@ const WORKLOADS: &[Workload] = &[
         name: "stream",
         figures: &["stream_10k_events_per_s", "stream_events_per_s"],
         run: stream::bench,
+    },
+    Workload {
+        name: "journal_chain",
+        figures: &[
+            "journal_chain_step_us",
+            "journal_chain_overhead_x",
+            "journal_memory_chain_step_us",
+        ],
+        run: journal::bench_chain,
+    },
+    Workload {
+        name: "journal_append",
+        figures: &["journal_append_ticks_per_s"],
+        run: journal::bench_append,
+    },
+    Workload {
+        name: "replay",
+        figures: &["replay_100k_ticks_s", "replay_100k_ticks_snapshots_s"],
+        run: journal::bench_replay,
     },
 ];
 

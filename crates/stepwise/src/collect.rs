@@ -16,6 +16,8 @@ pub(crate) struct Expectation<'a> {
     order: Option<&'a [EventType]>,
     /// Distinct types with their counts, in first-appearance order.
     counts: Vec<(TypeId, usize)>,
+    /// The type of a `collect_n` expectation.
+    repeated: Option<EventType>,
 }
 
 impl<'a> Expectation<'a> {
@@ -31,6 +33,7 @@ impl<'a> Expectation<'a> {
         Expectation {
             order: Some(list),
             counts,
+            repeated: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl<'a> Expectation<'a> {
         Expectation {
             order: None,
             counts: vec![(ty.type_id(), n)],
+            repeated: Some(ty),
         }
     }
 
@@ -49,12 +53,22 @@ impl<'a> Expectation<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         self.counts.iter().all(|(_, n)| *n == 0)
     }
+
+    /// The journal form: the list's names, or the repeated type and count.
+    pub(crate) fn to_data(&self) -> crate::journal::ExpectData {
+        use crate::journal::ExpectData;
+        match (self.order, self.repeated) {
+            (Some(order), _) => ExpectData::List(order.iter().map(|t| t.name().to_owned()).collect()),
+            (None, Some(ty)) => ExpectData::Repeat(ty.name().to_owned(), self.counts.first().map_or(0, |c| c.1)),
+            (None, None) => ExpectData::List(Vec::new()),
+        }
+    }
 }
 
 /// Events buffered for one (step, buffer id), grouped by type in arrival order.
 #[derive(Debug, Default)]
 pub(crate) struct CollectBuffer {
-    by_type: Vec<(TypeId, Vec<AnyEvent>)>,
+    pub(crate) by_type: Vec<(TypeId, Vec<AnyEvent>)>,
 }
 
 impl CollectBuffer {

@@ -7,7 +7,7 @@ use crate::collect::{CollectSet, Expectation};
 use crate::error::{SendError, WaitError};
 use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
 use crate::reducer::RetryInfo;
-use crate::reducer::{InvocationId, StepIdx, Tick};
+use crate::reducer::{InvocationId, StepIdx};
 use crate::run::RunShared;
 use crate::state::StateStore;
 use crate::wait::WaitFor;
@@ -81,7 +81,7 @@ impl Context {
 
     /// Publishes `event` to the run's stream (it is not routed to steps).
     pub fn write_event_to_stream<E: Event>(&self, event: E) {
-        self.run.apply(Tick::Publish(AnyEvent::new(event)));
+        self.run.write_to_stream(self.invocation, AnyEvent::new(event));
     }
 
     /// The run's state, shared by all steps: typed
@@ -112,6 +112,16 @@ impl Context {
     /// Dropping the returned future before it resolves (in a `select!`, or
     /// under a timeout of the step's own) withdraws the wait: later events are
     /// routed as if it had never been made.
+    ///
+    /// In a journaled run, the step's earlier `send_event`s and
+    /// `write_event_to_stream`s are applied when it starts to wait (they are
+    /// otherwise held until the step ends), so it can wait for what they cause.
+    ///
+    /// After a resume (from a journal or a snapshot) a step that was waiting
+    /// runs again from its start: it does not repeat the sends and stream
+    /// writes it made before the wait, the wait's event is not published a
+    /// second time, and a wait that had already been answered returns the
+    /// same answer at once. See [`Workflow::resume`](crate::Workflow::resume).
     pub async fn wait_for_event<E: Event>(&self, wait: WaitFor<E>) -> Result<E, WaitError> {
         let spec = wait.into_spec();
         let (key, receiver) = self.run.add_waiter(self.invocation, spec)?;

@@ -12,6 +12,10 @@ use std::time::Duration;
 pub struct StepError {
     inner: Arc<dyn StdError + Send + Sync + 'static>,
     panicked: bool,
+    /// For an error rebuilt from a journal: whether the retry policy retried
+    /// it when it happened (the original error type is gone, so a type-based
+    /// `RetryIf` could not decide again).
+    recorded_retryable: Option<bool>,
 }
 
 impl StepError {
@@ -20,7 +24,21 @@ impl StepError {
         StepError {
             inner: Arc::new(error),
             panicked: false,
+            recorded_retryable: None,
         }
+    }
+
+    /// An error rebuilt from a journal entry.
+    pub(crate) fn restored(message: String, panicked: bool, retryable: Option<bool>) -> Self {
+        StepError {
+            inner: Arc::new(Message(message)),
+            panicked,
+            recorded_retryable: retryable,
+        }
+    }
+
+    pub(crate) fn recorded_retryable(&self) -> Option<bool> {
+        self.recorded_retryable
     }
 
     /// A failure described by a message.
@@ -33,6 +51,7 @@ impl StepError {
         StepError {
             inner: Arc::new(Message(format!("step panicked: {message}"))),
             panicked: true,
+            recorded_retryable: None,
         }
     }
 

@@ -68,6 +68,7 @@ pub struct EventType {
     name: &'static str,
     kind: EventKind,
     type_id: TypeId,
+    decode: fn(serde_json::Value) -> Result<AnyEvent, serde_json::Error>,
 }
 
 impl EventType {
@@ -77,7 +78,13 @@ impl EventType {
             name: E::NAME,
             kind: E::KIND,
             type_id: TypeId::of::<E>(),
+            decode: decode_as::<E>,
         }
+    }
+
+    /// Rebuilds an event of this type from its JSON fields.
+    pub fn decode(&self, value: serde_json::Value) -> Result<AnyEvent, serde_json::Error> {
+        (self.decode)(value)
     }
 
     /// The stable event name ([`Event::NAME`]).
@@ -120,6 +127,10 @@ impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
     }
+}
+
+fn decode_as<E: Event>(value: serde_json::Value) -> Result<AnyEvent, serde_json::Error> {
+    E::deserialize(value).map(AnyEvent::new)
 }
 
 /// Object-safe view of an [`Event`], used behind [`AnyEvent`].

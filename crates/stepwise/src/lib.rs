@@ -57,13 +57,17 @@ extern crate self as stepwise;
 mod builtin;
 mod collect;
 mod context;
+mod durable;
 mod error;
 mod event;
+pub mod journal;
 mod reducer;
 pub mod retry;
 mod run;
+mod snapshot;
 pub mod state;
 mod step;
+pub mod store;
 pub mod testing;
 mod validate;
 mod wait;
@@ -75,11 +79,13 @@ pub use builtin::{
 };
 pub use collect::CollectSet;
 pub use context::Context;
+pub use durable::{Journal, JournalConfig, ResumeError, ResumeOptions};
 pub use error::{RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;
 pub use run::{EventStream, RunHandle, RunOptions};
+pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
 pub use state::{StateError, StateStore};
 pub use step::{
     CatchErrors, Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS,

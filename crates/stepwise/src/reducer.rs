@@ -6,7 +6,7 @@
 //! same ticks with the same times to a fresh state rebuilds the same state.
 //! All work is O(1) amortised per tick: state is mutated in place, never copied.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +30,23 @@ pub(crate) type StepIdx = usize;
 /// (slot plus generation), so a replay hands out the same ids.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct InvocationId {
-    slot: u32,
-    generation: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+impl InvocationId {
+    pub(crate) fn to_pair(self) -> [u32; 2] {
+        [self.slot, self.generation]
+    }
+
+    pub(crate) fn from_pair([slot, generation]: [u32; 2]) -> Self {
+        InvocationId { slot, generation }
+    }
 }
 
 /// Recovery counts per error handler, carried by every event derived from a
 /// handler's output. `None` (the common case) costs nothing.
-type Lineage = Option<Arc<Vec<(StepIdx, u32)>>>;
+pub(crate) type Lineage = Option<Arc<Vec<(StepIdx, u32)>>>;
 
 fn recoveries(lineage: &Lineage, handler: StepIdx) -> u32 {
     lineage
@@ -64,9 +74,12 @@ pub(crate) enum Tick {
         target: Option<StepIdx>,
         origin: Option<InvocationId>,
     },
-    /// A step invocation finished.
+    /// A step invocation finished. `effects` are its sends and stream writes,
+    /// when the run defers them to completion (journaled runs do, so a crash
+    /// never applies half a step).
     StepDone {
         invocation: InvocationId,
+        effects: Vec<Effect>,
         result: Result<Emitted, StepError>,
     },
     /// A step asked to publish an event to the stream.
@@ -77,6 +90,18 @@ pub(crate) enum Tick {
     Timeout,
     /// The caller cancelled the run.
     Cancel,
+    /// The run resumes in a new session: in-flight invocations are re-queued
+    /// (their collect sets given back, their waiters dropped) to run again.
+    Resume,
+}
+
+/// A side effect a step invocation asked for through its context.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    /// `send_event` / `send_event_to`.
+    Send { event: AnyEvent, target: Option<StepIdx> },
+    /// `write_event_to_stream`.
+    Publish(AnyEvent),
 }
 
 /// A timer the reducer asked for.
@@ -95,8 +120,8 @@ pub(crate) enum Command {
     StartWorker(StartWorker),
     /// Append an event to the run's stream.
     Publish(AnyEvent),
-    /// Fire `timer` after `after`.
-    Schedule { after: Duration, timer: Timer },
+    /// Fire `timer` at `at` (time since the run started).
+    Schedule { at: Duration, timer: Timer },
     /// Wake the step suspended on waiter `key`.
     ResolveWaiter {
         key: u64,
@@ -131,21 +156,37 @@ pub(crate) enum Outcome {
 
 /// Where an event stands in its retry history.
 #[derive(Clone, Debug)]
-struct Attempt {
+pub(crate) struct Attempt {
     /// 1 for the first try.
-    number: u32,
-    first_at: Duration,
-    last_error: Option<StepError>,
-    last_failed_at: Option<Duration>,
+    pub(crate) number: u32,
+    pub(crate) first_at: Duration,
+    pub(crate) last_error: Option<StepError>,
+    pub(crate) last_failed_at: Option<Duration>,
+    /// How many of this attempt's sends and stream writes were already
+    /// applied to the run while it was still running (at a `wait_for_event`
+    /// in a journaled run, at once in an unjournaled one). When the attempt
+    /// runs again after a resume, that many of its first effects are skipped.
+    pub(crate) applied: u32,
+    /// The waits of this attempt that were answered: (which wait of the step
+    /// body's run it was, waiter id, answer). When the attempt runs again
+    /// after a resume, the same waits get the same answers at once instead of
+    /// waiting for new ones.
+    pub(crate) answers: Vec<(u32, String, AnyEvent)>,
+    /// Collect calls this attempt made (that reached the reducer).
+    pub(crate) collected: u32,
+    /// The full sets those calls returned: (call number, buffer, set). A
+    /// failed attempt gives them back to their buffers; a re-run after a
+    /// resume gets the same results for its first `collected` calls.
+    pub(crate) sets: Vec<(u32, String, Vec<AnyEvent>)>,
 }
 
 /// An event waiting for a worker of its step.
 #[derive(Debug)]
-struct Queued {
-    event: AnyEvent,
+pub(crate) struct Queued {
+    pub(crate) event: AnyEvent,
     /// `None` for a first try.
-    attempt: Option<Box<Attempt>>,
-    lineage: Lineage,
+    pub(crate) attempt: Option<Box<Attempt>>,
+    pub(crate) lineage: Lineage,
 }
 
 impl Queued {
@@ -160,17 +201,25 @@ impl Queued {
 
 /// One in-flight step invocation.
 #[derive(Debug)]
-struct InFlight {
-    step: StepIdx,
-    worker: u32,
+pub(crate) struct InFlight {
+    pub(crate) step: StepIdx,
+    pub(crate) worker: u32,
     /// Kept so a retry (or a snapshot) can re-run the invocation.
-    event: AnyEvent,
-    attempt: Attempt,
-    lineage: Lineage,
-    /// Collect sets handed to this invocation, given back if it fails.
-    lent: Vec<(String, Vec<AnyEvent>)>,
+    pub(crate) event: AnyEvent,
+    pub(crate) attempt: Attempt,
+    pub(crate) lineage: Lineage,
+    /// Collect calls this run of the step body has made so far (not part of
+    /// the run's state: a re-run after a resume starts from 0 and is served
+    /// its attempt's earlier results first).
+    pub(crate) served: u32,
+    /// Sends and stream writes this run of the step body has issued so far
+    /// (not part of the run's state, like `served`).
+    pub(crate) issued: u32,
+    /// `wait_for_event` calls this run of the step body has made so far (part
+    /// of the state: the reducer matches remembered answers by it).
+    pub(crate) waits: u32,
     /// Open waiters of this invocation.
-    waiting: u32,
+    pub(crate) waiting: u32,
 }
 
 /// What a step can learn about its retries.
@@ -188,13 +237,15 @@ pub struct RetryInfo {
 
 /// A step suspended in `wait_for_event`.
 #[derive(Debug)]
-struct Waiter {
-    key: u64,
-    invocation: InvocationId,
-    step: StepIdx,
-    id: String,
-    ty: EventType,
-    requirements: Vec<(String, Value)>,
+pub(crate) struct Waiter {
+    pub(crate) key: u64,
+    pub(crate) invocation: InvocationId,
+    /// Which wait of its invocation's body run this is.
+    pub(crate) call: u32,
+    pub(crate) step: StepIdx,
+    pub(crate) id: String,
+    pub(crate) ty: EventType,
+    pub(crate) requirements: Vec<(String, Value)>,
 }
 
 /// A waiter as `wait_for_event` asks for it.
@@ -207,13 +258,21 @@ pub(crate) struct WaiterSpec {
     pub(crate) publish: Option<AnyEvent>,
 }
 
+/// A failed event waiting for its retry timer.
+#[derive(Debug)]
+pub(crate) struct PendingRetry {
+    pub(crate) step: StepIdx,
+    pub(crate) queued: Queued,
+    pub(crate) due: Duration,
+}
+
 /// Per-step queue and worker slots.
 #[derive(Debug, Default)]
-struct StepSlot {
-    queue: VecDeque<Queued>,
+pub(crate) struct StepSlot {
+    pub(crate) queue: VecDeque<Queued>,
     /// Bit set of busy worker ids (worker ids are the smallest free integers).
-    busy: Vec<u64>,
-    active: usize,
+    pub(crate) busy: Vec<u64>,
+    pub(crate) active: usize,
 }
 
 impl StepSlot {
@@ -244,10 +303,10 @@ impl StepSlot {
 
 /// Slab of in-flight invocations with generation-checked ids.
 #[derive(Debug, Default)]
-struct Invocations {
-    slots: Vec<(u32, Option<InFlight>)>,
-    free: Vec<u32>,
-    len: usize,
+pub(crate) struct Invocations {
+    pub(crate) slots: Vec<(u32, Option<InFlight>)>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) len: usize,
 }
 
 impl Invocations {
@@ -296,20 +355,23 @@ impl Invocations {
 
 /// The state of one run.
 pub(crate) struct RunState {
-    workflow: Arc<WorkflowCore>,
-    run_id: Arc<str>,
-    steps: Vec<StepSlot>,
-    invocations: Invocations,
-    buffers: HashMap<(StepIdx, String), CollectBuffer>,
+    pub(crate) workflow: Arc<WorkflowCore>,
+    pub(crate) run_id: Arc<str>,
+    pub(crate) steps: Vec<StepSlot>,
+    pub(crate) invocations: Invocations,
+    pub(crate) buffers: HashMap<(StepIdx, String), CollectBuffer>,
     /// Failed events waiting for their retry timer, by timer id.
-    retries: HashMap<u64, (StepIdx, Queued)>,
-    waiters: Vec<Waiter>,
-    next_timer: u64,
+    pub(crate) retries: BTreeMap<u64, PendingRetry>,
+    /// Waiters whose invocation was re-queued by a resume: when the re-run
+    /// registers the same waiter again, its event is not published twice.
+    pub(crate) recovered_waiters: Vec<(StepIdx, String)>,
+    pub(crate) waiters: Vec<Waiter>,
+    pub(crate) next_timer: u64,
     /// Invocations with at least one open waiter.
-    waiting_invocations: usize,
-    idle: bool,
-    finished: bool,
-    internal_events: bool,
+    pub(crate) waiting_invocations: usize,
+    pub(crate) idle: bool,
+    pub(crate) finished: bool,
+    pub(crate) internal_events: bool,
 }
 
 impl RunState {
@@ -321,7 +383,8 @@ impl RunState {
             steps,
             invocations: Invocations::default(),
             buffers: HashMap::new(),
-            retries: HashMap::new(),
+            retries: BTreeMap::new(),
+            recovered_waiters: Vec::new(),
             waiters: Vec::new(),
             next_timer: 0,
             waiting_invocations: 0,
@@ -333,6 +396,15 @@ impl RunState {
 
     pub(crate) fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    pub(crate) fn workflow(&self) -> &WorkflowCore {
+        &self.workflow
+    }
+
+    /// The step an in-flight invocation belongs to.
+    pub(crate) fn invocation_step(&self, invocation: InvocationId) -> Option<StepIdx> {
+        self.invocations.get(invocation).map(|f| f.step)
     }
 
     /// Applies one tick at `now`. Ticks after the run finished are ignored.
@@ -347,11 +419,21 @@ impl RunState {
                     .and_then(|f| f.lineage.clone());
                 self.add_event(event, target, lineage, now, out);
             }
-            Tick::StepDone { invocation, result } => self.step_done(invocation, result, now, out),
+            Tick::StepDone {
+                invocation,
+                effects,
+                result,
+            } => {
+                self.apply_effects(invocation, effects, now, out);
+                if !self.finished {
+                    self.step_done(invocation, result, now, out);
+                }
+            }
+            Tick::Resume => self.rewind(now, out),
             Tick::Publish(event) => out.push(Command::Publish(event)),
             Tick::Fire(Timer::Retry(id)) => {
-                if let Some((step, queued)) = self.retries.remove(&id) {
-                    self.deliver(step, queued, now, out);
+                if let Some(retry) = self.retries.remove(&id) {
+                    self.deliver(retry.step, retry.queued, now, out);
                 }
             }
             Tick::Fire(Timer::WaiterTimeout(key)) => self.waiter_timed_out(key, out),
@@ -384,38 +466,90 @@ impl RunState {
         if expect.is_empty() {
             return Some(Vec::new());
         }
-        let step = self.invocations.get(invocation)?.step;
+        let inflight = self.invocations.get_mut(invocation)?;
+        let step = inflight.step;
+        let call = inflight.attempt.collected;
+        inflight.attempt.collected += 1;
+        inflight.served += 1;
         let key = (step, buffer.to_owned());
         let buf = self.buffers.entry(key).or_default();
         let set = buf.offer(event, expect)?;
         if buf.is_empty() {
             self.buffers.remove(&(step, buffer.to_owned()));
         }
-        // Lend the set, so a failed attempt gives it back — only when a failure
-        // can be survived (a retry or an error handler), to keep the hot path lean.
-        if self.workflow.steps[step].config.retry.is_some() || self.workflow.error_handler(step).is_some() {
-            if let Some(inflight) = self.invocations.get_mut(invocation) {
-                inflight.lent.push((buffer.to_owned(), set.clone()));
-            }
+        // Kept with the attempt: given back if it fails, handed again to its
+        // re-run if the run is resumed before it ends.
+        if let Some(inflight) = self.invocations.get_mut(invocation) {
+            inflight.attempt.sets.push((call, buffer.to_owned(), set.clone()));
         }
         Some(set)
     }
 
+    /// For a step body that runs again after a resume: the result of its next
+    /// collect call, if its attempt made that call before (then the call must
+    /// not offer its event again). `None` when the call is a new one.
+    pub(crate) fn collected_before(&mut self, invocation: InvocationId, buffer: &str) -> Option<Option<Vec<AnyEvent>>> {
+        let inflight = self.invocations.get_mut(invocation)?;
+        if inflight.served >= inflight.attempt.collected {
+            return None;
+        }
+        let call = inflight.served;
+        inflight.served += 1;
+        Some(
+            inflight
+                .attempt
+                .sets
+                .iter()
+                .find(|(n, b, _)| *n == call && b == buffer)
+                .map(|(_, _, set)| set.clone()),
+        )
+    }
+
     /// Registers a waiter for `invocation`; returns its key, or `None` when the
-    /// invocation is gone.
+    /// invocation is gone. `effects` are the invocation's deferred sends and
+    /// stream writes: they are applied first (a step must not wait on events
+    /// its own unapplied sends would cause) and counted as applied.
     pub(crate) fn add_waiter(
         &mut self,
         invocation: InvocationId,
         spec: WaiterSpec,
+        effects: Vec<Effect>,
+        now: Duration,
         out: &mut Vec<Command>,
     ) -> Result<u64, WaitError> {
-        if self.finished {
+        if self.finished || self.invocations.get(invocation).is_none() {
             return Err(WaitError::RunEnded { event: spec.ty.name() });
+        }
+        if !effects.is_empty() {
+            let count = effects.len() as u32;
+            self.apply_effects(invocation, effects, now, out);
+            if self.finished {
+                return Err(WaitError::RunEnded { event: spec.ty.name() });
+            }
+            self.mark_applied(invocation, count);
         }
         let Some(inflight) = self.invocations.get_mut(invocation) else {
             return Err(WaitError::RunEnded { event: spec.ty.name() });
         };
         let step = inflight.step;
+        let call = inflight.waits;
+        inflight.waits += 1;
+        // Answered before a resume: the re-run gets the same answer at once.
+        let answered = inflight
+            .attempt
+            .answers
+            .iter()
+            .position(|(c, id, _)| *c == call && *id == spec.id);
+        if let Some(index) = answered {
+            let (_, _, answer) = inflight.attempt.answers.remove(index);
+            let key = self.next_timer;
+            self.next_timer += 1;
+            out.push(Command::ResolveWaiter {
+                key,
+                result: Ok(answer),
+            });
+            return Ok(key);
+        }
         if self
             .waiters
             .iter()
@@ -432,18 +566,26 @@ impl RunState {
         }
         let key = self.next_timer;
         self.next_timer += 1;
+        let recovered = self
+            .recovered_waiters
+            .iter()
+            .position(|(s, id)| *s == step && *id == spec.id)
+            .map(|i| self.recovered_waiters.swap_remove(i));
         if let Some(event) = spec.publish {
-            out.push(Command::Publish(event));
+            if recovered.is_none() {
+                out.push(Command::Publish(event));
+            }
         }
         if let Some(after) = spec.timeout {
             out.push(Command::Schedule {
-                after,
+                at: now.saturating_add(after),
                 timer: Timer::WaiterTimeout(key),
             });
         }
         self.waiters.push(Waiter {
             key,
             invocation,
+            call,
             step,
             id: spec.id,
             ty: spec.ty,
@@ -451,6 +593,25 @@ impl RunState {
         });
         self.check_idle(out);
         Ok(key)
+    }
+
+    /// Counts a send or stream write `invocation`'s body issues; true when
+    /// its attempt already applied it before a resume (then it is skipped).
+    pub(crate) fn issue_effect(&mut self, invocation: InvocationId) -> bool {
+        match self.invocations.get_mut(invocation) {
+            Some(inflight) => {
+                inflight.issued += 1;
+                inflight.issued <= inflight.attempt.applied
+            }
+            None => false,
+        }
+    }
+
+    /// Counts `n` more effects of `invocation` as applied.
+    pub(crate) fn mark_applied(&mut self, invocation: InvocationId, n: u32) {
+        if let Some(inflight) = self.invocations.get_mut(invocation) {
+            inflight.attempt.applied += n;
+        }
     }
 
     /// What `ctx.retry_info()` reports.
@@ -539,6 +700,9 @@ impl RunState {
             }
             let waiter = self.waiters.remove(index);
             self.waiter_closed(waiter.invocation);
+            if let Some(inflight) = self.invocations.get_mut(waiter.invocation) {
+                inflight.attempt.answers.push((waiter.call, waiter.id, event.clone()));
+            }
             answered.push(waiter.step);
             out.push(Command::ResolveWaiter {
                 key: waiter.key,
@@ -637,6 +801,10 @@ impl RunState {
                 first_at: now,
                 last_error: None,
                 last_failed_at: None,
+                applied: 0,
+                answers: Vec::new(),
+                collected: 0,
+                sets: Vec::new(),
             },
         };
         let event = queued.event;
@@ -646,7 +814,9 @@ impl RunState {
             event: event.clone(),
             attempt,
             lineage: queued.lineage,
-            lent: Vec::new(),
+            served: 0,
+            issued: 0,
+            waits: 0,
             waiting: 0,
         });
         if self.internal_events {
@@ -718,9 +888,9 @@ impl RunState {
 
     /// A step attempt failed: give back its collect sets, then retry, hand the
     /// failure to an error handler, or fail the run.
-    fn failed(&mut self, done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
+    fn failed(&mut self, mut done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
         let step = done.step;
-        for (buffer, set) in done.lent {
+        for (_, buffer, set) in std::mem::take(&mut done.attempt.sets) {
             self.buffers.entry((step, buffer)).or_default().restore(set);
         }
         let name = self.workflow.steps[step].name();
@@ -741,12 +911,24 @@ impl RunState {
                     first_at: done.attempt.first_at,
                     last_error: Some(error),
                     last_failed_at: Some(now),
+                    applied: 0,
+                    answers: Vec::new(),
+                    collected: 0,
+                    sets: Vec::new(),
                 })),
                 lineage: done.lineage,
             };
-            self.retries.insert(timer, (step, retry));
+            let due = now.saturating_add(after);
+            self.retries.insert(
+                timer,
+                PendingRetry {
+                    step,
+                    queued: retry,
+                    due,
+                },
+            );
             out.push(Command::Schedule {
-                after,
+                at: due,
                 timer: Timer::Retry(timer),
             });
             return;
@@ -779,6 +961,72 @@ impl RunState {
             attempts,
         })));
         self.finish(Outcome::Failed { step, attempts, error }, out);
+    }
+
+    /// Applies the sends and stream writes a finished invocation deferred.
+    fn apply_effects(&mut self, invocation: InvocationId, effects: Vec<Effect>, now: Duration, out: &mut Vec<Command>) {
+        if effects.is_empty() {
+            return;
+        }
+        let lineage = self.invocations.get(invocation).and_then(|f| f.lineage.clone());
+        for effect in effects {
+            match effect {
+                Effect::Send { event, target } => self.add_event(event, target, lineage.clone(), now, out),
+                Effect::Publish(event) => out.push(Command::Publish(event)),
+            }
+            if self.finished {
+                return;
+            }
+        }
+    }
+
+    /// Starts a new session: every in-flight invocation goes back to the head
+    /// of its step's queue (same event, attempt and lineage) and its waiters
+    /// are dropped (the re-run registers them again, without publishing their
+    /// events a second time); then queues are drained. The attempt keeps what
+    /// its run had done — sends applied, waits answered, collect results — so
+    /// that the re-run does not do it twice.
+    fn rewind(&mut self, now: Duration, out: &mut Vec<Command>) {
+        // A new session starts a new idle period: if the run is (still) only
+        // waiting for outside input, `WorkflowIdle` is published again, so the
+        // resumed run's stream tells its caller what it waits for.
+        self.idle = false;
+        let mut requeued: Vec<(InvocationId, InFlight)> = Vec::new();
+        for index in 0..self.invocations.slots.len() {
+            let cell = &self.invocations.slots[index];
+            if cell.1.is_some() {
+                let id = InvocationId {
+                    slot: index as u32,
+                    generation: cell.0,
+                };
+                if let Some(inflight) = self.invocations.remove(id) {
+                    requeued.push((id, inflight));
+                }
+            }
+        }
+        self.waiting_invocations = 0;
+        for waiter in std::mem::take(&mut self.waiters) {
+            self.recovered_waiters.push((waiter.step, waiter.id));
+        }
+        // Re-queue in reverse so that, pushed to the front, they keep their order.
+        for (_, inflight) in requeued.into_iter().rev() {
+            let step = inflight.step;
+            self.steps[step].release_worker(inflight.worker);
+            self.steps[step].queue.push_front(Queued {
+                event: inflight.event,
+                attempt: Some(Box::new(inflight.attempt)),
+                lineage: inflight.lineage,
+            });
+        }
+        for step in 0..self.steps.len() {
+            self.drain_queue(step, now, out);
+        }
+        for (id, retry) in &self.retries {
+            out.push(Command::Schedule {
+                at: retry.due,
+                timer: Timer::Retry(*id),
+            });
+        }
     }
 
     fn drain_queue(&mut self, step: StepIdx, now: Duration, out: &mut Vec<Command>) {
@@ -878,7 +1126,14 @@ mod tests {
 
     fn done(state: &mut RunState, invocation: InvocationId) -> Vec<Command> {
         let result = Ok(Emitted::default());
-        reduce(state, Tick::StepDone { invocation, result })
+        reduce(
+            state,
+            Tick::StepDone {
+                invocation,
+                effects: Vec::new(),
+                result,
+            },
+        )
     }
 
     fn started(commands: &[Command]) -> Vec<InvocationId> {

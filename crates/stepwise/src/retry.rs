@@ -471,10 +471,17 @@ impl RetryPolicy {
         self
     }
 
+    /// Whether `error` is worth retrying (as recorded, for a replayed error).
+    pub(crate) fn retryable(&self, error: &StepError) -> bool {
+        error
+            .recorded_retryable()
+            .unwrap_or_else(|| self.retry_if.matches(error))
+    }
+
     /// After failure number `attempts` (≥ 1) at `elapsed` since the first attempt
     /// started: the wait before the next attempt, or `None` to give up.
     pub fn next_delay(&self, attempts: u32, elapsed: Duration, error: &StepError, seed: u64) -> Option<Duration> {
-        if !self.retry_if.matches(error) {
+        if !self.retryable(error) {
             return None;
         }
         let delay = self.wait.compute(attempts, seed);

@@ -23,13 +23,18 @@ use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
 use crate::context::Context;
+use crate::durable::{self, Journal, RunJournal, WriterMsg};
 use crate::error::{RunError, SendError, StepError, StreamError, WaitError};
 use crate::event::{AnyEvent, Event};
+use crate::journal::{self, TickData};
+use crate::reducer::Effect;
 use crate::reducer::{
     Command, InvocationId, Outcome, RetryInfo, RunState, StartWorker, StepIdx, Tick, Timer, WaiterSpec,
 };
-use crate::state::StateStore;
+use crate::snapshot::Snapshot;
+use crate::state::{StateError, StateStore};
 use crate::step::{Emitted, StepFuture};
+use crate::store::{now_ms, RunRecord, RunStatus};
 use crate::workflow::WorkflowCore;
 
 /// Per-run options.
@@ -38,6 +43,8 @@ pub struct RunOptions {
     run_id: Option<String>,
     internal_events: bool,
     state: Option<StateStore>,
+    journal: Option<Journal>,
+    allow_changed_definition: bool,
 }
 
 impl RunOptions {
@@ -67,6 +74,49 @@ impl RunOptions {
         self.state = Some(store);
         self
     }
+
+    /// Journals the run: every tick, published event and state change is
+    /// written to `journal`, and the run can be resumed after a crash.
+    pub fn journal(mut self, journal: &Journal) -> Self {
+        self.journal = Some(journal.clone());
+        self
+    }
+
+    /// When resuming from a snapshot: accept a changed workflow definition.
+    pub fn allow_changed_definition(mut self, allow: bool) -> Self {
+        self.allow_changed_definition = allow;
+        self
+    }
+
+    pub(crate) fn allows_changed_definition(&self) -> bool {
+        self.allow_changed_definition
+    }
+
+    pub(crate) fn wants_internal_events(&self) -> bool {
+        self.internal_events
+    }
+
+    pub(crate) fn journal_ref(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+}
+
+/// How a run begins: fresh from a start event, or resumed from rebuilt state.
+pub(crate) enum Begin {
+    Fresh {
+        start: AnyEvent,
+        options: RunOptions,
+    },
+    Resume {
+        run_id: Arc<str>,
+        state: Box<RunState>,
+        /// The run's clock at the last journaled tick.
+        at: Duration,
+        journal_seq: u64,
+        published: u64,
+        store: StateStore,
+        journal: Option<Journal>,
+    },
 }
 
 /// Sender half of a suspended `wait_for_event`.
@@ -81,6 +131,26 @@ struct RunCore {
     timers: Vec<(Duration, Timer)>,
     finish: Option<Outcome>,
     waiters: HashMap<u64, WaiterSender>,
+    /// Set for journaled runs.
+    journal: Option<RunJournal>,
+    snapshot_due: bool,
+    /// Sends and stream writes of in-flight invocations, applied with their
+    /// result (journaled runs only, so a crash never applies half a step).
+    deferred: HashMap<InvocationId, Vec<Effect>>,
+    /// How the run ended, once it has.
+    ended: Option<RunStatus>,
+}
+
+impl RunCore {
+    /// Records `tick` in the journal (if any) before it is reduced.
+    fn record(&mut self, tick: impl FnOnce(&RunState) -> TickData<AnyEvent>, now: Duration) {
+        if let Some(journal) = self.journal.as_mut() {
+            let data = tick(&self.state);
+            if journal.append(data, now) {
+                self.snapshot_due = true;
+            }
+        }
+    }
 }
 
 /// What the caller side reads: published events and the final result.
@@ -91,6 +161,8 @@ struct Outbox {
     stream_waker: Option<Waker>,
     result: Option<Result<AnyEvent, RunError>>,
     result_waker: Option<Waker>,
+    /// Events published so far (the next event's sequence number).
+    published: u64,
 }
 
 #[derive(Default, PartialEq, Eq)]
@@ -140,13 +212,122 @@ impl RunShared {
         let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
+        if !core.state.is_finished() {
+            core.record(|state| journal::record(&tick, state), now);
+        }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
     }
 
+    /// A step invocation finished: its deferred effects go with its result.
+    fn step_done(&self, invocation: InvocationId, result: Result<Emitted, StepError>) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        let effects = if core.deferred.is_empty() {
+            Vec::new()
+        } else {
+            core.deferred.remove(&invocation).unwrap_or_default()
+        };
+        let tick = Tick::StepDone {
+            invocation,
+            effects,
+            result,
+        };
+        if !core.state.is_finished() {
+            core.record(|state| journal::record(&tick, state), now);
+        }
+        core.state.reduce(tick, now, &mut core.commands);
+        self.execute(core, now);
+    }
+
+    /// `write_event_to_stream` from a step.
+    pub(crate) fn write_to_stream(&self, invocation: InvocationId, event: AnyEvent) {
+        self.step_effect(invocation, Effect::Publish(event));
+    }
+
+    /// A send or stream write from a step invocation. A journaled run defers
+    /// it to the invocation's next `wait_for_event` or its end, so that a
+    /// crash never applies half a step; an unjournaled run applies it at once.
+    /// Either way the attempt counts what was applied: when it runs again
+    /// after a resume, its first effects that were already applied are
+    /// skipped (step bodies are expected to repeat them in the same order).
+    fn step_effect(&self, invocation: InvocationId, effect: Effect) {
+        let now = self.now();
+        let mut guard = lock(&self.core);
+        let core = &mut *guard;
+        if core.state.is_finished() {
+            return;
+        }
+        if core.state.invocation_step(invocation).is_none() {
+            // A context kept past its step's end: apply the effect on its own.
+            let tick = match effect {
+                Effect::Send { event, target } => Tick::AddEvent {
+                    event,
+                    target,
+                    origin: None,
+                },
+                Effect::Publish(event) => Tick::Publish(event),
+            };
+            core.record(|state| journal::record(&tick, state), now);
+            core.state.reduce(tick, now, &mut core.commands);
+            self.execute(core, now);
+            return;
+        }
+        if core.state.issue_effect(invocation) {
+            return; // applied by this attempt's run before the resume
+        }
+        if core.journal.is_some() {
+            core.deferred.entry(invocation).or_default().push(effect);
+            return;
+        }
+        let tick = match effect {
+            Effect::Send { event, target } => Tick::AddEvent {
+                event,
+                target,
+                origin: Some(invocation),
+            },
+            Effect::Publish(event) => Tick::Publish(event),
+        };
+        core.state.reduce(tick, now, &mut core.commands);
+        core.state.mark_applied(invocation, 1);
+        self.execute(core, now);
+    }
+
+    /// A snapshot of the run as it is now (in-flight invocations included;
+    /// they run again when the snapshot is resumed).
+    pub(crate) async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
+        let state = self.state.to_json().await.map_err(|e| match e {
+            StateError::Json { source, .. } => source,
+            other => <serde_json::Error as serde::ser::Error>::custom(other.to_string()),
+        })?;
+        let now = self.now();
+        let published = lock(&self.outbox).published;
+        let core = lock(&self.core);
+        let seq = core.journal.as_ref().map_or(0, |j| j.seq);
+        let status = core.ended.unwrap_or(RunStatus::Running);
+        durable::build_snapshot(
+            &self.workflow,
+            &self.run_id,
+            &core.state,
+            seq,
+            now,
+            published,
+            state,
+            status,
+        )
+    }
+
     /// Time since the run started, on tokio's clock (so a paused test clock
-    /// drives timeouts, retries and waiters alike).
+    /// drives timeouts, retries and waiters alike), in whole microseconds:
+    /// the journal keeps microseconds, so the reducer sees exactly the same
+    /// times live and in a replay.
     pub(crate) fn now(&self) -> Duration {
+        Duration::from_micros(self.elapsed().as_micros() as u64)
+    }
+
+    /// Time since the run started, at the clock's full resolution.
+    fn elapsed(&self) -> Duration {
         tokio::time::Instant::now().saturating_duration_since(self.started)
     }
 
@@ -167,7 +348,13 @@ impl RunShared {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        let key = core.state.add_waiter(invocation, spec, &mut core.commands);
+        // The invocation's deferred effects are applied before it waits: what
+        // it waits for may depend on them.
+        let effects = core.deferred.remove(&invocation).unwrap_or_default();
+        core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now);
+        let key = core
+            .state
+            .add_waiter(invocation, spec, effects, now, &mut core.commands);
         if let Ok(key) = key {
             core.waiters.insert(key, tx);
         }
@@ -193,20 +380,46 @@ impl RunShared {
         event: AnyEvent,
         expect: &crate::collect::Expectation<'_>,
     ) -> Option<Vec<AnyEvent>> {
+        if expect.is_empty() {
+            return Some(Vec::new());
+        }
+        let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
             return None;
         }
-        guard.state.collect(invocation, buffer, event, expect)
+        // A re-run after a resume: calls its attempt made before get the same
+        // results, without offering their events a second time.
+        if let Some(earlier) = guard.state.collected_before(invocation, buffer) {
+            return earlier;
+        }
+        guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now);
+        let set = guard.state.collect(invocation, buffer, event, expect);
+        self.maybe_snapshot(&mut guard, now);
+        if let Some(journal) = guard.journal.as_mut() {
+            journal.commit();
+        }
+        set
+    }
+
+    /// Writes a journal snapshot when one is due.
+    fn maybe_snapshot(&self, core: &mut RunCore, now: Duration) {
+        if !std::mem::take(&mut core.snapshot_due) || core.state.is_finished() {
+            return;
+        }
+        let published = lock(&self.outbox).published;
+        if let Some(journal) = core.journal.as_mut() {
+            journal.snapshot(&self.workflow, &core.state, now, published);
+        }
     }
 
     fn execute(&self, core: &mut RunCore, now: Duration) {
         let mut handoff = false;
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => self.publish(event),
-                Command::Schedule { after, timer } => {
-                    core.timers.push((now.saturating_add(after), timer));
+                Command::Publish(event) => self.publish(event, core.journal.as_mut()),
+                Command::Schedule { at, timer } => {
+                    core.timers.push((at, timer));
                     handoff = true;
                 }
                 Command::ResolveWaiter { key, result } => {
@@ -228,18 +441,38 @@ impl RunShared {
                     handoff = true;
                 }
                 Command::Finish(outcome) => {
+                    core.ended = Some(match &outcome {
+                        Outcome::Completed(_) => RunStatus::Completed,
+                        Outcome::Cancelled => RunStatus::Cancelled,
+                        Outcome::Failed { .. } | Outcome::TimedOut { .. } => RunStatus::Failed,
+                    });
+                    // The final status is committed with the tick that ended the run.
+                    if let Some(journal) = core.journal.as_mut() {
+                        let result = outcome_result(&self.workflow, &self.run_id, outcome.clone());
+                        let (status, stop, error) = ended_status(&result);
+                        journal.status(status, stop, error);
+                    }
                     core.finish = Some(outcome);
                     handoff = true;
                 }
             }
+        }
+        self.maybe_snapshot(core, now);
+        if let Some(journal) = core.journal.as_mut() {
+            journal.commit();
         }
         if handoff && !self.pending.swap(true, Ordering::AcqRel) && POLLING_RUN.get() != self.address() {
             self.driver.wake();
         }
     }
 
-    fn publish(&self, event: AnyEvent) {
+    fn publish(&self, event: AnyEvent, journal: Option<&mut RunJournal>) {
         let mut outbox = lock(&self.outbox);
+        let seq = outbox.published;
+        outbox.published += 1;
+        if let Some(journal) = journal {
+            journal.published(seq, &event);
+        }
         if outbox.stream == StreamState::Detached {
             return;
         }
@@ -269,9 +502,15 @@ impl RunShared {
                 event: event.name(),
             });
         }
+        if let Some(origin) = origin {
+            drop(guard);
+            self.step_effect(origin, Effect::Send { event, target });
+            return Ok(());
+        }
         let core = &mut *guard;
-        core.state
-            .reduce(Tick::AddEvent { event, target, origin }, now, &mut core.commands);
+        let tick = Tick::AddEvent { event, target, origin };
+        core.record(|state| journal::record(&tick, state), now);
+        core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
         Ok(())
     }
@@ -325,27 +564,88 @@ fn generate_run_id() -> String {
     id
 }
 
+/// What the driver reduces first.
+enum FirstTick {
+    Start(AnyEvent),
+    Resume,
+}
+
 /// Creates the run and spawns its driver.
-pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, options: RunOptions) -> RunHandle<O> {
-    let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
-    let state = options.state.unwrap_or_else(workflow.state.fresh);
-    let state_ok = state.type_id() == workflow.state.type_id;
+pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> RunHandle<O> {
+    let now = tokio::time::Instant::now();
+    let (run_id, reducer, store, journal, published, started, first) = match begin {
+        Begin::Fresh { start, options } => {
+            let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
+            let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
+            let store = options.state.unwrap_or_else(workflow.state.fresh);
+            let journal = options.journal.map(|journal| {
+                let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
+                // Committed together with the start event's entry.
+                run.queue(WriterMsg::Run(RunRecord {
+                    run_id: run_id.to_string(),
+                    workflow: workflow.name.clone(),
+                    fingerprint: workflow.fingerprint.clone(),
+                    status: RunStatus::Running,
+                    result: None,
+                    error: None,
+                    created_at_ms: now_ms(),
+                    updated_at_ms: now_ms(),
+                }));
+                if let Some(json) = store.try_json() {
+                    run.queue(WriterMsg::State {
+                        run: Arc::clone(&run_id),
+                        json,
+                    });
+                }
+                run
+            });
+            (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
+        }
+        Begin::Resume {
+            run_id,
+            state,
+            at,
+            journal_seq,
+            published,
+            store,
+            journal,
+        } => {
+            let journal = journal.map(|j| RunJournal::new(j, Arc::clone(&run_id), journal_seq));
+            // The clock goes on from the last journaled tick.
+            let started = now.checked_sub(at).unwrap_or(now);
+            (run_id, *state, store, journal, published, started, FirstTick::Resume)
+        }
+    };
+    if let Some(journal) = &journal {
+        store.observe(Some(durable::state_observer(
+            journal.journal.clone(),
+            Arc::clone(&run_id),
+        )));
+    }
+    let state_ok = store.type_id() == workflow.state.type_id;
     let shared = Arc::new(RunShared {
         core: Mutex::new(RunCore {
-            state: RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events),
+            state: reducer,
             commands: Vec::new(),
             starts: Vec::new(),
             timers: Vec::new(),
             finish: None,
             waiters: HashMap::new(),
+            journal,
+            snapshot_due: false,
+            deferred: HashMap::new(),
+            ended: None,
         }),
-        outbox: Mutex::new(Outbox::default()),
+        outbox: Mutex::new(Outbox {
+            published,
+            ..Outbox::default()
+        }),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
-        started: tokio::time::Instant::now(),
+        started,
         workflow,
         run_id,
-        state,
+        state: store,
     });
     if !state_ok {
         shared.close(Err(RunError::StateTypeMismatch {
@@ -360,14 +660,18 @@ pub(crate) fn start<O: Event>(workflow: Arc<WorkflowCore>, start: AnyEvent, opti
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            // The start event enters the run now, so that anything sent through
-            // the handle afterwards is handled after it.
-            shared.apply(Tick::AddEvent {
-                event: start,
-                target: None,
-                origin: None,
-            });
             let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
+            // The first tick is reduced before the handle is returned, so that
+            // events the caller sends at once come after it (a resumed run
+            // must rewind its in-flight work before anything new starts).
+            span.in_scope(|| match first {
+                FirstTick::Start(event) => shared.apply(Tick::AddEvent {
+                    event,
+                    target: None,
+                    origin: None,
+                }),
+                FirstTick::Resume => shared.apply(Tick::Resume),
+            });
             runtime.spawn(as_driver(Arc::clone(&shared)).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
@@ -535,7 +839,12 @@ async fn drive(shared: Arc<RunShared>) {
     // Declared first so that it drops last, after the in-flight steps.
     let _abort = AbortOnDrop(Arc::clone(&shared));
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
-    let mut timer = shared.workflow.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+    // The timeout counts the run's own clock, so a resumed run keeps the time
+    // it already used.
+    let mut timer = shared
+        .workflow
+        .timeout
+        .map(|t| Box::pin(tokio::time::sleep_until(shared.started + t)));
     let mut starts: Vec<StartWorker> = Vec::new();
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
@@ -588,17 +897,16 @@ async fn drive(shared: Arc<RunShared>) {
         match wake {
             Wake::StepDone(finished) => {
                 report_step(&shared, &finished);
-                shared.apply(Tick::StepDone {
-                    invocation: finished.invocation,
-                    result: finished.result,
-                });
+                shared.step_done(finished.invocation, finished.result);
             }
             Wake::Timeout => {
                 timer = None;
                 shared.apply(Tick::Timeout);
             }
             Wake::TimersDue => {
-                for timer in timers.take_due(shared.now()) {
+                // The timers' own resolution, so that a timer due within the
+                // current microsecond is not missed.
+                for timer in timers.take_due(shared.elapsed()) {
                     shared.apply(Tick::Fire(timer));
                 }
             }
@@ -671,23 +979,41 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
     }
 }
 
-fn finish_run(shared: &RunShared, outcome: Outcome) {
-    let run_id = shared.run_id.to_string();
-    let result = match outcome {
+/// What awaiting a run's handle gives for `outcome`.
+pub(crate) fn outcome_result(workflow: &WorkflowCore, run_id: &str, outcome: Outcome) -> Result<AnyEvent, RunError> {
+    if let Outcome::Completed(stop) = outcome {
+        return Ok(stop);
+    }
+    let run_id = run_id.to_owned();
+    match outcome {
         Outcome::Completed(stop) => Ok(stop),
         Outcome::Failed { step, attempts, error } => Err(RunError::StepFailed {
             run_id,
-            step: shared.workflow.steps[step].name().to_owned(),
+            step: workflow.steps[step].name().to_owned(),
             attempts,
             source: error,
         }),
         Outcome::TimedOut { active_steps } => Err(RunError::TimedOut {
             run_id,
-            timeout: shared.workflow.timeout.unwrap_or_default(),
+            timeout: workflow.timeout.unwrap_or_default(),
             active_steps,
         }),
         Outcome::Cancelled => Err(RunError::Cancelled { run_id }),
-    };
+    }
+}
+
+/// The stored status of a run that ended with `result`, with its stop event
+/// or error text.
+pub(crate) fn ended_status(result: &Result<AnyEvent, RunError>) -> (RunStatus, Option<&AnyEvent>, Option<String>) {
+    match result {
+        Ok(stop) => (RunStatus::Completed, Some(stop), None),
+        Err(error @ RunError::Cancelled { .. }) => (RunStatus::Cancelled, None, Some(error.to_string())),
+        Err(error) => (RunStatus::Failed, None, Some(error.to_string())),
+    }
+}
+
+fn finish_run(shared: &RunShared, outcome: Outcome) {
+    let result = outcome_result(&shared.workflow, &shared.run_id, outcome);
     match &result {
         Ok(stop) => tracing::debug!(result = ?stop, "run completed"),
         Err(error) => tracing::warn!(%error, "run ended without a result"),
@@ -698,6 +1024,7 @@ fn finish_run(shared: &RunShared, outcome: Outcome) {
             Err(error) => println!("[{}] ended: {error}", shared.run_id),
         }
     }
+    shared.state.observe(None);
     shared.close(result);
 }
 
@@ -766,6 +1093,19 @@ impl<O: Event> RunHandle<O> {
     /// True once the run has ended (with a result or an error).
     pub fn is_done(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// The run as it is now, as a serialisable snapshot: queued and in-flight
+    /// events (in-flight ones run again on resume), collect buffers, waiters,
+    /// pending retries, state and run id. Resume it with
+    /// [`Workflow::resume_from_snapshot`](crate::Workflow::resume_from_snapshot),
+    /// here or in another process. Typically taken while the run is idle
+    /// (waiting for a person), then the run is cancelled or the process stops.
+    /// A snapshot taken after [`cancel`](RunHandle::cancel) resumes too (the
+    /// run goes on as if it had not been cancelled); one of a completed or
+    /// failed run does not ([`Snapshot::status`] says which).
+    pub async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
+        self.shared.snapshot().await
     }
 }
 

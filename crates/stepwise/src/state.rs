@@ -91,12 +91,16 @@ impl<S: State> ErasedState for S {
 /// The untyped state: a JSON object.
 pub type JsonState = Map<String, Value>;
 
+/// Called with the state's JSON after every change (journaled runs persist it).
+pub(crate) type StateObserver = Arc<dyn Fn(String) + Send + Sync>;
+
 /// A run's state, shared by its steps and by the caller. Cheap to clone.
 #[derive(Clone)]
 pub struct StateStore {
     value: Arc<Mutex<Box<dyn ErasedState>>>,
     type_id: TypeId,
     type_name: &'static str,
+    observer: Arc<std::sync::Mutex<Option<StateObserver>>>,
 }
 
 impl StateStore {
@@ -106,6 +110,33 @@ impl StateStore {
             value: Arc::new(Mutex::new(Box::new(state))),
             type_id: TypeId::of::<S>(),
             type_name: std::any::type_name::<S>(),
+            observer: Arc::default(),
+        }
+    }
+
+    /// A store holding `S` decoded from JSON text.
+    pub(crate) fn from_json<S: State>(json: &str) -> Result<Self, String> {
+        serde_json::from_str::<S>(json)
+            .map(Self::new)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets (or clears) the observer told about every change.
+    pub(crate) fn observe(&self, observer: Option<StateObserver>) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = observer;
+    }
+
+    fn current_observer(&self) -> Option<StateObserver> {
+        self.observer.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Tells the observer, if any, about the state's new value.
+    fn changed(&self, state: &dyn ErasedState) {
+        if let Some(observer) = self.current_observer() {
+            match state.to_json() {
+                Ok(json) => observer(json.to_string()),
+                Err(error) => tracing::warn!(%error, "run state does not serialise; it is not journaled"),
+            }
         }
     }
 
@@ -158,10 +189,12 @@ impl StateStore {
     pub async fn edit<S: State, R>(&self, edit: impl FnOnce(&mut S) -> R) -> Result<R, StateError> {
         self.check::<S>()?;
         let mut guard = self.value.lock().await;
-        match guard.as_any_mut().downcast_mut::<S>() {
-            Some(state) => Ok(edit(state)),
-            None => Err(self.wrong::<S>()),
-        }
+        let result = match guard.as_any_mut().downcast_mut::<S>() {
+            Some(state) => edit(state),
+            None => return Err(self.wrong::<S>()),
+        };
+        self.changed(&**guard);
+        Ok(result)
     }
 
     /// Locks the state for a longer edit that may await in between. Other
@@ -169,8 +202,9 @@ impl StateStore {
     pub async fn lock<S: State>(&self) -> Result<StateGuard<S>, StateError> {
         self.check::<S>()?;
         let guard = Arc::clone(&self.value).lock_owned().await;
+        let observer = self.current_observer();
         OwnedMutexGuard::try_map(guard, |b| b.as_any_mut().downcast_mut::<S>())
-            .map(|inner| StateGuard { inner })
+            .map(|inner| StateGuard { inner, observer })
             .map_err(|_| self.wrong::<S>())
     }
 
@@ -179,6 +213,12 @@ impl StateStore {
             expected: std::any::type_name::<S>(),
             found: self.type_name,
         }
+    }
+
+    /// The state as JSON text, if nobody holds the lock right now.
+    pub(crate) fn try_json(&self) -> Option<String> {
+        let guard = self.value.try_lock().ok()?;
+        guard.to_json().ok().map(|v| v.to_string())
     }
 
     /// The whole state as JSON.
@@ -225,7 +265,9 @@ impl StateStore {
         guard.replace_from_json(whole).map_err(|source| StateError::Json {
             path: path.to_owned(),
             source,
-        })
+        })?;
+        self.changed(&**guard);
+        Ok(())
     }
 }
 
@@ -236,18 +278,29 @@ impl fmt::Debug for StateStore {
 }
 
 /// Exclusive access to typed state; derefs to the state.
-pub struct StateGuard<S> {
+pub struct StateGuard<S: State> {
     inner: OwnedMappedMutexGuard<Box<dyn ErasedState>, S>,
+    observer: Option<StateObserver>,
 }
 
-impl<S> std::ops::Deref for StateGuard<S> {
+impl<S: State> Drop for StateGuard<S> {
+    fn drop(&mut self) {
+        if let Some(observer) = &self.observer {
+            if let Ok(json) = serde_json::to_string(&*self.inner) {
+                observer(json);
+            }
+        }
+    }
+}
+
+impl<S: State> std::ops::Deref for StateGuard<S> {
     type Target = S;
     fn deref(&self) -> &S {
         &self.inner
     }
 }
 
-impl<S> std::ops::DerefMut for StateGuard<S> {
+impl<S: State> std::ops::DerefMut for StateGuard<S> {
     fn deref_mut(&mut self) -> &mut S {
         &mut self.inner
     }

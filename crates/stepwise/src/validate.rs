@@ -78,6 +78,11 @@ pub enum ValidationIssue {
         /// The steps.
         steps: Vec<String>,
     },
+    /// Two different event types share a stable name.
+    DuplicateEventName {
+        /// The name.
+        event: String,
+    },
     /// An error handler whose input does not accept `StepFailed`.
     HandlerRejectsStepFailed {
         /// The handler.
@@ -179,6 +184,10 @@ impl fmt::Display for ValidationIssue {
                 f,
                 "[dead_end] step(s) {} have no path to the stop event (or an input request)",
                 quoted(steps)
+            ),
+            DuplicateEventName { event } => write!(
+                f,
+                "two different event types are named `{event}`; give one another name with #[event(name = \"...\")]"
             ),
             HandlerRejectsStepFailed { handler } => write!(
                 f,

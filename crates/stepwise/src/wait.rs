@@ -3,8 +3,9 @@
 //! In the in-memory runtime the step really suspends: the call is an `await`
 //! on a channel that the reducer completes when a matching event is routed,
 //! so the code before the wait never runs twice. (The anchor re-runs the whole
-//! step from the top instead; see the durable-runs docs for what happens on
-//! resume after a restart.)
+//! step from the top instead.) After a resume the waiting step does run again
+//! from its start, without repeating its effects or its wait's event; see
+//! [`Workflow::resume`](crate::Workflow::resume).
 
 use std::marker::PhantomData;
 use std::time::Duration;

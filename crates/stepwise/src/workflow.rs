@@ -12,7 +12,7 @@ use crate::event::{Event, EventType};
 use crate::run::{self, RunHandle, RunOptions};
 use crate::state::{JsonState, State, StateStore};
 use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepSpec};
-use crate::validate::{self, BuildError};
+use crate::validate::{self, BuildError, Validated, ValidationIssue};
 
 /// The validated, immutable definition shared by all runs of a workflow.
 pub(crate) struct WorkflowCore {
@@ -24,6 +24,12 @@ pub(crate) struct WorkflowCore {
     pub(crate) timeout: Option<Duration>,
     pub(crate) verbose: bool,
     pub(crate) state: StateSpec,
+    /// Every event type the workflow can meet, by stable name (for decoding
+    /// journals, snapshots and events from the network).
+    pub(crate) registry: HashMap<&'static str, EventType>,
+    /// A hash of the definition's shape; a journaled run records it so that a
+    /// changed definition is noticed on resume.
+    pub(crate) fingerprint: String,
     handlers: Vec<Option<(usize, u32)>>,
     routes: HashMap<TypeId, Vec<usize>>,
     by_name: HashMap<String, usize>,
@@ -51,6 +57,7 @@ pub(crate) struct StateSpec {
     pub(crate) type_id: TypeId,
     pub(crate) type_name: &'static str,
     pub(crate) fresh: fn() -> StateStore,
+    pub(crate) from_json: fn(&str) -> Result<StateStore, String>,
 }
 
 impl StateSpec {
@@ -59,6 +66,7 @@ impl StateSpec {
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
             fresh: StateStore::default_of::<T>,
+            from_json: StateStore::from_json::<T>,
         }
     }
 }
@@ -90,6 +98,7 @@ pub struct WorkflowBuilder<S = StartEvent, O = StopEvent> {
     verbose: bool,
     skip_checks: Vec<GraphCheck>,
     state: StateSpec,
+    extra_events: Vec<EventType>,
     _io: PhantomData<fn(S) -> O>,
 }
 
@@ -104,8 +113,16 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
             verbose: false,
             skip_checks: Vec::new(),
             state: StateSpec::of::<JsonState>(),
+            extra_events: Vec::new(),
             _io: PhantomData,
         }
+    }
+
+    /// Registers an event type that no step accepts or returns (for example one
+    /// only written to the stream), so stored runs and the network can name it.
+    pub fn event<E: Event>(mut self) -> Self {
+        self.extra_events.push(EventType::of::<E>());
+        self
     }
 
     /// Declares the run state type: every run starts with `T::default()` (or
@@ -168,6 +185,8 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
     /// Validates the definition and returns the runnable workflow.
     pub fn build(self) -> Result<Workflow<S, O>, BuildError> {
         let validated = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
+        let registry = registry(&self.name, &self.steps, &self.extra_events)?;
+        let fingerprint = fingerprint(&self.name, &self.steps, &validated, self.state.type_name);
         let mut routes: HashMap<TypeId, Vec<usize>> = HashMap::new();
         let mut by_name = HashMap::new();
         for (index, step) in self.steps.iter().enumerate() {
@@ -189,6 +208,8 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
                 timeout: self.timeout,
                 verbose: self.verbose,
                 state: self.state,
+                registry,
+                fingerprint,
                 handlers: validated.handlers,
                 routes,
                 by_name,
@@ -233,7 +254,13 @@ impl<S: Event, O: Event> Workflow<S, O> {
 
     /// Starts a run with options (run id, internal events).
     pub fn run_with(&self, start: S, options: RunOptions) -> RunHandle<O> {
-        run::start(Arc::clone(&self.core), start.into(), options)
+        run::launch(
+            Arc::clone(&self.core),
+            run::Begin::Fresh {
+                start: start.into(),
+                options,
+            },
+        )
     }
 
     /// The workflow's name.
@@ -259,6 +286,19 @@ impl<S: Event, O: Event> Workflow<S, O> {
     /// The configured timeout.
     pub fn timeout(&self) -> Option<Duration> {
         self.core.timeout
+    }
+
+    /// A hash of the definition's shape (steps, their events and settings,
+    /// start, stop and state types). Journaled runs record it.
+    pub fn fingerprint(&self) -> &str {
+        &self.core.fingerprint
+    }
+
+    /// Every event type the workflow knows, by stable name.
+    pub fn events(&self) -> Vec<EventType> {
+        let mut events: Vec<EventType> = self.core.registry.values().copied().collect();
+        events.sort_by_key(|e| e.name());
+        events
     }
 
     /// The Rust type name of the run state.
@@ -292,6 +332,85 @@ impl<S, O> std::fmt::Debug for Workflow<S, O> {
             .field("steps", &self.core.steps.iter().map(StepSpec::name).collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// The built-in events every workflow can meet.
+fn builtin_events() -> [EventType; 12] {
+    use crate::builtin::*;
+    [
+        EventType::of::<StartEvent>(),
+        EventType::of::<StopEvent>(),
+        EventType::of::<WorkflowTimedOut>(),
+        EventType::of::<WorkflowCancelled>(),
+        EventType::of::<WorkflowFailed>(),
+        EventType::of::<UnhandledEvent>(),
+        EventType::of::<StepStateChanged>(),
+        EventType::of::<InputRequiredEvent>(),
+        EventType::of::<HumanResponseEvent>(),
+        EventType::of::<StepFailed>(),
+        EventType::of::<WorkflowIdle>(),
+        EventType::of::<crate::journal::RawEvent>(),
+    ]
+}
+
+/// Maps stable names to types; two types sharing a name is an error (the name
+/// is what journals and the network use).
+fn registry(
+    workflow: &str,
+    steps: &[StepSpec],
+    extra: &[EventType],
+) -> Result<HashMap<&'static str, EventType>, BuildError> {
+    let mut registry: HashMap<&'static str, EventType> = HashMap::new();
+    let mut clashes = Vec::new();
+    let all = builtin_events()
+        .into_iter()
+        .chain(steps.iter().flat_map(|s| s.accepts.iter().copied().chain(s.emits())))
+        .chain(extra.iter().copied());
+    for ty in all {
+        match registry.get(ty.name()) {
+            Some(existing) if *existing != ty => {
+                if !clashes.contains(&ty.name()) {
+                    clashes.push(ty.name());
+                }
+            }
+            Some(_) => {}
+            None => {
+                registry.insert(ty.name(), ty);
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(registry);
+    }
+    Err(BuildError {
+        workflow: workflow.to_owned(),
+        issues: clashes
+            .into_iter()
+            .map(|name| ValidationIssue::DuplicateEventName { event: name.to_owned() })
+            .collect(),
+    })
+}
+
+/// FNV-1a over a canonical description of the definition.
+fn fingerprint(name: &str, steps: &[StepSpec], validated: &Validated, state: &str) -> String {
+    let mut text = format!("{name}|{}|{}|{state}", validated.start.name(), validated.stop.name());
+    for step in steps {
+        let names = |types: &mut dyn Iterator<Item = EventType>| types.map(|t| t.name()).collect::<Vec<_>>().join(",");
+        text.push_str(&format!(
+            "|{}:{}:{}:{}:{}",
+            step.name(),
+            names(&mut step.accepts.iter().copied()),
+            names(&mut step.emits()),
+            step.config.num_workers,
+            step.config.catch.is_some()
+        ));
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// A type that defines a workflow; `#[workflow]` implements it.

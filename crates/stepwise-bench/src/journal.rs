@@ -1,0 +1,247 @@
+//! Durable runs: what journaling costs. No Python counterpart (the anchor's
+//! in-process runtime does not journal).
+//!
+//! - `journal_chain_step_us`: the 10-step chain of `chain.rs`, every run
+//!   journaled to a SQLite file in a temp dir, runs one after another;
+//!   wall time (including `journal.flush()` at the end of each repetition, so
+//!   everything is committed) ÷ (runs × 10).
+//! - `journal_chain_overhead_x`: that ÷ the unjournaled chain measured the
+//!   same way in the same process (DESIGN target ≤ 3×).
+//! - `journal_memory_chain_step_us`: the same, journaled to a `MemoryStore`.
+//! - `journal_append_ticks_per_s`: journal entries committed per second to
+//!   SQLite while 10,000 concurrent 3-step runs go (all started, then all
+//!   awaited, then a flush).
+//! - `replay_100k_ticks_s`: `Workflow::rebuild` of a 100,000-iteration
+//!   self-loop run (100,002 entries) from SQLite with snapshots off — a full
+//!   replay; `replay_100k_ticks_snapshots_s` with the default snapshot every
+//!   10,000 entries (the latest snapshot plus the entries after it).
+
+use std::path::PathBuf;
+
+use stepwise::store::{MemoryStore, SqliteStore};
+use stepwise::{
+    AnyEvent, Emitted, EventType, Journal, JournalConfig, RunOptions, StartEvent, StepError, StepInput, StepOutput,
+    StopEvent, Workflow,
+};
+
+use crate::events::{LoopEvent, A, B};
+use crate::measure::{self, emit};
+
+const STEPS: u64 = 10;
+const RUNS: u64 = 5_000;
+const WARMUP_RUNS: u64 = 500;
+const REPS: usize = 7;
+const CONCURRENT_RUNS: u64 = 10_000;
+const LOOP_N: u64 = 100_000;
+
+/// A fresh directory for this benchmark's database files.
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stepwise-bench-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+async fn chain_runs(wf: &Workflow, journal: Option<&Journal>, n: u64) {
+    for _ in 0..n {
+        let options = match journal {
+            Some(journal) => RunOptions::new().journal(journal),
+            None => RunOptions::new(),
+        };
+        let stop = wf.run_with(StartEvent::new(), options).await.expect("chain run");
+        debug_assert_eq!(stop.result, 9);
+    }
+    if let Some(journal) = journal {
+        journal.flush().await.expect("journal flush");
+    }
+}
+
+/// µs per step transition for `REPS` repetitions of `RUNS` sequential runs.
+async fn chain_samples(wf: &Workflow, journal: Option<&Journal>) -> Vec<f64> {
+    chain_runs(wf, journal, WARMUP_RUNS).await;
+    let mut samples = Vec::with_capacity(REPS);
+    for _ in 0..REPS {
+        let (dt, ()) = measure::time_async(chain_runs(wf, journal, RUNS)).await;
+        samples.push(dt.as_secs_f64() / (RUNS * STEPS) as f64 * 1e6);
+    }
+    samples
+}
+
+pub fn bench_chain() {
+    let dir = temp_dir();
+    let rt = measure::runtime(2);
+    let path = dir.join("chain.db");
+    let (memory, sqlite, plain) = measure::run_on(&rt, async move {
+        let wf = crate::chain::workflow();
+        let plain_before = chain_samples(&wf, None).await;
+        let journal = Journal::new(MemoryStore::new());
+        let memory = chain_samples(&wf, Some(&journal)).await;
+        let journal = Journal::new(SqliteStore::open(&path).await.expect("sqlite store"));
+        let sqlite = chain_samples(&wf, Some(&journal)).await;
+        assert!(journal.last_error().is_none(), "{:?}", journal.last_error());
+        let plain_after = chain_samples(&wf, None).await;
+        // The in-memory figure before and after, so that drift shows.
+        let plain: Vec<f64> = plain_before.into_iter().chain(plain_after).collect();
+        (memory, sqlite, plain)
+    });
+    measure::comment(format!(
+        "journal chain: {REPS} reps of {RUNS} sequential journaled runs (+ flush), us/step samples: sqlite {} | memory store {} | unjournaled (before and after) {}",
+        measure::samples_text(&sqlite),
+        measure::samples_text(&memory),
+        measure::samples_text(&plain)
+    ));
+    let sqlite = measure::median(sqlite);
+    let plain = measure::median(plain);
+    emit("journal_chain_step_us", sqlite, "us");
+    emit("journal_chain_overhead_x", sqlite / plain, "x");
+    emit("journal_memory_chain_step_us", measure::median(memory), "us");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn three_steps() -> Workflow {
+    Workflow::builder("three")
+        .step("s1", |ev: StartEvent| async move {
+            A {
+                x: ev.get("x").unwrap_or(0),
+            }
+        })
+        .step("s2", |ev: A| async move { B { x: ev.x + 1 } })
+        .step("s3", |ev: B| async move { StopEvent::new(ev.x + 1) })
+        .build()
+        .expect("3-step workflow is valid")
+}
+
+pub fn bench_append() {
+    let dir = temp_dir();
+    let rt = measure::runtime(2);
+    let path = dir.join("append.db");
+    let samples = measure::run_on(&rt, async move {
+        let wf = three_steps();
+        let mut samples = Vec::new();
+        for rep in 0..5 {
+            // A fresh file per repetition, so every one appends to the same size.
+            let file = path.with_extension(format!("{rep}.db"));
+            let journal = Journal::new(SqliteStore::open(&file).await.expect("sqlite store"));
+            let (dt, ()) = measure::time_async(async {
+                let handles: Vec<_> = (0..CONCURRENT_RUNS)
+                    .map(|i| wf.run_journaled(StartEvent::new().with("x", i), &journal, RunOptions::new()))
+                    .collect();
+                for handle in handles {
+                    handle.await.expect("3-step run");
+                }
+                journal.flush().await.expect("journal flush");
+            })
+            .await;
+            assert!(journal.last_error().is_none(), "{:?}", journal.last_error());
+            samples.push(journal.entries_appended() as f64 / dt.as_secs_f64());
+        }
+        samples
+    });
+    measure::comment(format!(
+        "journal append: 5 reps of {CONCURRENT_RUNS} concurrent journaled 3-step runs (4 entries each) + flush, entries/s samples: {}",
+        measure::samples_text(&samples)
+    ));
+    emit("journal_append_ticks_per_s", measure::median(samples), "entries/s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `StartEvent | LoopEvent` (as in `self_loop.rs`).
+enum LoopIn {
+    Start,
+    Again(LoopEvent),
+}
+
+impl StepInput for LoopIn {
+    fn accepted_types() -> Vec<EventType> {
+        vec![EventType::of::<StartEvent>(), EventType::of::<LoopEvent>()]
+    }
+    fn from_event(event: AnyEvent) -> Result<Self, AnyEvent> {
+        event
+            .downcast::<LoopEvent>()
+            .map(LoopIn::Again)
+            .or_else(|event| event.downcast::<StartEvent>().map(|_| LoopIn::Start))
+    }
+}
+
+/// `LoopEvent | StopEvent`.
+enum LoopOut {
+    Again(LoopEvent),
+    Stop(StopEvent),
+}
+
+impl StepOutput for LoopOut {
+    fn emitted_types() -> Vec<EventType> {
+        vec![EventType::of::<LoopEvent>(), EventType::of::<StopEvent>()]
+    }
+    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
+        match self {
+            LoopOut::Again(ev) => out.push(ev.into()),
+            LoopOut::Stop(ev) => out.push(ev.into()),
+        }
+        Ok(())
+    }
+}
+
+fn self_loop() -> Workflow {
+    Workflow::builder("loop")
+        .step("loop", |ev: LoopIn| async move {
+            let n = match ev {
+                LoopIn::Start => 0,
+                LoopIn::Again(ev) => ev.n,
+            };
+            if n >= LOOP_N {
+                LoopOut::Stop(StopEvent::new(n))
+            } else {
+                LoopOut::Again(LoopEvent { n: n + 1 })
+            }
+        })
+        .build()
+        .expect("loop workflow is valid")
+}
+
+pub fn bench_replay() {
+    let dir = temp_dir();
+    let rt = measure::runtime(2);
+    let files = dir.clone();
+    let (full, snapshots, entries, record_s) = measure::run_on(&rt, async move {
+        let dir = files;
+        let wf = self_loop();
+        let mut out = Vec::new();
+        for snapshot_every in [0, JournalConfig::default().snapshot_every] {
+            let path = dir.join(format!("loop-{snapshot_every}.db"));
+            let config = JournalConfig {
+                snapshot_every,
+                ..JournalConfig::default()
+            };
+            let journal = Journal::with_config(SqliteStore::open(&path).await.expect("sqlite store"), config);
+            let (record_dt, run_id) = measure::time_async(async {
+                let handle = wf.run_journaled(StartEvent::new(), &journal, RunOptions::new());
+                let run_id = handle.run_id().to_owned();
+                assert_eq!(handle.await.expect("loop run").result, LOOP_N);
+                journal.flush().await.expect("journal flush");
+                run_id
+            })
+            .await;
+            let entries = journal.entries_appended();
+            let mut samples = Vec::new();
+            for _ in 0..5 {
+                let (dt, rebuilt) = measure::time_async(wf.rebuild(&journal, &run_id, None)).await;
+                let rebuilt = rebuilt.expect("rebuild");
+                assert_eq!(rebuilt.journal_seq, entries);
+                samples.push(dt.as_secs_f64());
+            }
+            out.push((samples, entries, record_dt.as_secs_f64()));
+        }
+        let (snapshots, _, _) = out.pop().expect("two configurations");
+        let (full, entries, record_s) = out.pop().expect("two configurations");
+        (full, snapshots, entries, record_s)
+    });
+    measure::comment(format!(
+        "replay: rebuild of a {LOOP_N}-iteration self-loop run ({entries} entries, journaled in {record_s:.3} s), 5 reps, s samples: full {} | from snapshots {}",
+        measure::samples_text(&full),
+        measure::samples_text(&snapshots)
+    ));
+    emit("replay_100k_ticks_s", measure::median(full), "s");
+    emit("replay_100k_ticks_snapshots_s", measure::median(snapshots), "s");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,458 @@
+//! The journal: every tick a run reduces, in order, as data.
+//!
+//! Replaying a run's journal through the reducer rebuilds its state exactly,
+//! because the reducer is deterministic and each entry carries the time it
+//! was reduced at. Entries are written as JSON; events inside them are
+//! `{"type": <stable name>, "value": <fields>}` and are decoded through the
+//! workflow's event registry when read back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::collect::Expectation;
+use crate::error::StepError;
+use crate::event::{AnyEvent, EventType};
+use crate::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
+use crate::step::Emitted;
+use crate::workflow::WorkflowCore;
+
+/// An event as stored: its stable name and its JSON fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event's stable name.
+    #[serde(rename = "type")]
+    pub name: String,
+    /// Its fields.
+    pub value: Value,
+}
+
+impl StoredEvent {
+    /// The stored form of `event`.
+    pub fn of(event: &AnyEvent) -> Result<Self, serde_json::Error> {
+        Ok(StoredEvent {
+            name: event.name().to_owned(),
+            value: event.to_json()?,
+        })
+    }
+}
+
+/// One reduced tick and when it was reduced (µs since the run started).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "Ev: Serialize", deserialize = "Ev: Deserialize<'de>"))]
+pub(crate) struct Entry<Ev> {
+    pub(crate) seq: u64,
+    pub(crate) at_us: u64,
+    pub(crate) tick: TickData<Ev>,
+}
+
+/// A tick as data. `Ev` is `AnyEvent` when writing and `StoredEvent` when reading.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "tick", rename_all = "snake_case")]
+#[serde(bound(serialize = "Ev: Serialize", deserialize = "Ev: Deserialize<'de>"))]
+pub(crate) enum TickData<Ev> {
+    AddEvent {
+        event: Ev,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<[u32; 2]>,
+    },
+    StepDone {
+        invocation: [u32; 2],
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        effects: Vec<EffectData<Ev>>,
+        result: ResultData<Ev>,
+    },
+    Collect {
+        invocation: [u32; 2],
+        buffer: String,
+        event: Ev,
+        /// The expected list (ordered), or `[type, n]` for `collect_n`.
+        expect: ExpectData,
+    },
+    AddWaiter {
+        invocation: [u32; 2],
+        id: String,
+        event: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requirements: Vec<(String, Value)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_us: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        publish: Option<Ev>,
+        /// The invocation's sends and stream writes so far, applied before it waits.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        effects: Vec<EffectData<Ev>>,
+    },
+    Publish {
+        event: Ev,
+    },
+    FireRetry {
+        timer: u64,
+    },
+    FireWaiterTimeout {
+        timer: u64,
+    },
+    Timeout,
+    Cancel,
+    Resume,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+#[serde(bound(serialize = "Ev: Serialize", deserialize = "Ev: Deserialize<'de>"))]
+pub(crate) enum EffectData<Ev> {
+    Send {
+        event: Ev,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+    Publish {
+        event: Ev,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(bound(serialize = "Ev: Serialize", deserialize = "Ev: Deserialize<'de>"))]
+pub(crate) enum ResultData<Ev> {
+    Ok {
+        events: Vec<Ev>,
+    },
+    Err {
+        error: String,
+        panicked: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retryable: Option<bool>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ExpectData {
+    List(Vec<String>),
+    Repeat(String, usize),
+}
+
+/// Why a journal or snapshot could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// An event name the workflow's registry does not know.
+    #[error("event `{event}` is not known to workflow `{workflow}` (register it with WorkflowBuilder::event)")]
+    UnknownEvent {
+        /// The workflow.
+        workflow: String,
+        /// The stored name.
+        event: String,
+    },
+    /// An event whose stored fields no longer decode as its type.
+    #[error("stored `{event}` no longer decodes: {reason}")]
+    BadEvent {
+        /// The stored name.
+        event: String,
+        /// What serde said.
+        reason: String,
+    },
+    /// A step name the workflow does not have.
+    #[error("step `{step}` is not part of workflow `{workflow}`")]
+    UnknownStep {
+        /// The workflow.
+        workflow: String,
+        /// The stored step name.
+        step: String,
+    },
+    /// A malformed entry.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being read (e.g. "journal entry 17").
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+pub(crate) fn inv(id: InvocationId) -> [u32; 2] {
+    id.to_pair()
+}
+
+fn step_name(workflow: &WorkflowCore, step: usize) -> String {
+    workflow.steps[step].name().to_owned()
+}
+
+/// Records `tick` as data, before it is reduced (the retry decision of a
+/// failure is recorded with it, so a replay makes the same choice without the
+/// original error type).
+pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
+    let workflow = state.workflow();
+    match tick {
+        Tick::AddEvent { event, target, origin } => TickData::AddEvent {
+            event: event.clone(),
+            target: target.map(|s| step_name(workflow, s)),
+            origin: origin.map(inv),
+        },
+        Tick::StepDone {
+            invocation,
+            effects,
+            result,
+        } => TickData::StepDone {
+            invocation: inv(*invocation),
+            effects: effects_data(workflow, effects),
+            result: match result {
+                Ok(emitted) => ResultData::Ok {
+                    events: emitted.iter().cloned().collect(),
+                },
+                Err(error) => ResultData::Err {
+                    error: error.to_string(),
+                    panicked: error.is_panic(),
+                    retryable: state
+                        .invocation_step(*invocation)
+                        .and_then(|s| workflow.steps[s].config.retry.as_ref())
+                        .map(|policy| policy.retryable(error)),
+                },
+            },
+        },
+        Tick::Publish(event) => TickData::Publish { event: event.clone() },
+        Tick::Fire(Timer::Retry(timer)) => TickData::FireRetry { timer: *timer },
+        Tick::Fire(Timer::WaiterTimeout(timer)) => TickData::FireWaiterTimeout { timer: *timer },
+        Tick::Timeout => TickData::Timeout,
+        Tick::Cancel => TickData::Cancel,
+        Tick::Resume => TickData::Resume,
+    }
+}
+
+fn effects_data(workflow: &WorkflowCore, effects: &[Effect]) -> Vec<EffectData<AnyEvent>> {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Send { event, target } => EffectData::Send {
+                event: event.clone(),
+                target: target.map(|s| step_name(workflow, s)),
+            },
+            Effect::Publish(event) => EffectData::Publish { event: event.clone() },
+        })
+        .collect()
+}
+
+pub(crate) fn record_collect(
+    invocation: InvocationId,
+    buffer: &str,
+    event: &AnyEvent,
+    expect: &Expectation<'_>,
+) -> TickData<AnyEvent> {
+    TickData::Collect {
+        invocation: inv(invocation),
+        buffer: buffer.to_owned(),
+        event: event.clone(),
+        expect: expect.to_data(),
+    }
+}
+
+pub(crate) fn record_waiter(
+    invocation: InvocationId,
+    spec: &WaiterSpec,
+    effects: &[Effect],
+    state: &RunState,
+) -> TickData<AnyEvent> {
+    TickData::AddWaiter {
+        effects: effects_data(state.workflow(), effects),
+        invocation: inv(invocation),
+        id: spec.id.clone(),
+        event: spec.ty.name().to_owned(),
+        requirements: spec.requirements.clone(),
+        timeout_us: spec.timeout.map(|t| t.as_micros() as u64),
+        publish: spec.publish.clone(),
+    }
+}
+
+/// Turns stored data back into what the reducer takes.
+pub(crate) struct Decoder<'w> {
+    pub(crate) workflow: &'w WorkflowCore,
+}
+
+impl Decoder<'_> {
+    pub(crate) fn event(&self, stored: StoredEvent) -> Result<AnyEvent, DecodeError> {
+        let ty = self.event_type(&stored.name)?;
+        ty.decode(stored.value).map_err(|e| DecodeError::BadEvent {
+            event: stored.name,
+            reason: e.to_string(),
+        })
+    }
+
+    fn event_type(&self, name: &str) -> Result<EventType, DecodeError> {
+        self.workflow
+            .registry
+            .get(name)
+            .copied()
+            .ok_or_else(|| DecodeError::UnknownEvent {
+                workflow: self.workflow.name.clone(),
+                event: name.to_owned(),
+            })
+    }
+
+    fn step(&self, name: Option<String>) -> Result<Option<usize>, DecodeError> {
+        match name {
+            None => Ok(None),
+            Some(name) => match self.workflow.step_index(&name) {
+                Some(index) => Ok(Some(index)),
+                None => Err(DecodeError::UnknownStep {
+                    workflow: self.workflow.name.clone(),
+                    step: name,
+                }),
+            },
+        }
+    }
+
+    /// Applies one stored entry to `state` (commands are discarded: a replay
+    /// rebuilds state, it does not redo effects). Returns how the run ended
+    /// when this entry ended it.
+    pub(crate) fn replay(
+        &self,
+        state: &mut RunState,
+        entry: Entry<StoredEvent>,
+    ) -> Result<Option<Outcome>, DecodeError> {
+        let now = Duration::from_micros(entry.at_us);
+        let mut out = Vec::new();
+        let tick = match entry.tick {
+            TickData::AddEvent { event, target, origin } => Tick::AddEvent {
+                event: self.event(event)?,
+                target: self.step(target)?,
+                origin: origin.map(InvocationId::from_pair),
+            },
+            TickData::StepDone {
+                invocation,
+                effects,
+                result,
+            } => {
+                let effects = self.effects(effects)?;
+                let result = match result {
+                    ResultData::Ok { events } => {
+                        let mut emitted = Emitted::default();
+                        for event in events {
+                            emitted.push(self.event(event)?);
+                        }
+                        Ok(emitted)
+                    }
+                    ResultData::Err {
+                        error,
+                        panicked,
+                        retryable,
+                    } => Err(StepError::restored(error, panicked, retryable)),
+                };
+                Tick::StepDone {
+                    invocation: InvocationId::from_pair(invocation),
+                    effects,
+                    result,
+                }
+            }
+            TickData::Collect {
+                invocation,
+                buffer,
+                event,
+                expect,
+            } => {
+                let event = self.event(event)?;
+                let (order, repeat) = match expect {
+                    ExpectData::List(names) => (
+                        names
+                            .iter()
+                            .map(|n| self.event_type(n))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        None,
+                    ),
+                    ExpectData::Repeat(name, n) => (Vec::new(), Some((self.event_type(&name)?, n))),
+                };
+                let expect = match repeat {
+                    Some((ty, n)) => Expectation::repeat(ty, n),
+                    None => Expectation::list(&order),
+                };
+                state.collect(InvocationId::from_pair(invocation), &buffer, event, &expect);
+                return Ok(None);
+            }
+            TickData::AddWaiter {
+                invocation,
+                id,
+                event,
+                requirements,
+                timeout_us,
+                publish,
+                effects,
+            } => {
+                let effects = self.effects(effects)?;
+                let spec = WaiterSpec {
+                    id,
+                    ty: self.event_type(&event)?,
+                    requirements,
+                    timeout: timeout_us.map(Duration::from_micros),
+                    publish: publish.map(|e| self.event_or_raw(e)),
+                };
+                // A refused waiter (duplicate id) was refused live too.
+                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, effects, now, &mut out);
+                return Ok(finish_of(out));
+            }
+            TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
+            TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
+            TickData::FireWaiterTimeout { timer } => Tick::Fire(Timer::WaiterTimeout(timer)),
+            TickData::Timeout => Tick::Timeout,
+            TickData::Cancel => Tick::Cancel,
+            TickData::Resume => Tick::Resume,
+        };
+        state.reduce(tick, now, &mut out);
+        Ok(finish_of(out))
+    }
+
+    fn effects(&self, effects: Vec<EffectData<StoredEvent>>) -> Result<Vec<Effect>, DecodeError> {
+        effects
+            .into_iter()
+            .map(|e| match e {
+                EffectData::Send { event, target } => Ok(Effect::Send {
+                    event: self.event(event)?,
+                    target: self.step(target)?,
+                }),
+                EffectData::Publish { event } => Ok(Effect::Publish(self.event_or_raw(event))),
+            })
+            .collect()
+    }
+
+    /// Published-only events need no type: keep them as raw JSON when the
+    /// registry does not know them.
+    fn event_or_raw(&self, stored: StoredEvent) -> AnyEvent {
+        match self.workflow.registry.get(stored.name.as_str()) {
+            Some(ty) => ty
+                .decode(stored.value.clone())
+                .unwrap_or_else(|_| AnyEvent::new(RawEvent::from(stored))),
+            None => AnyEvent::new(RawEvent::from(stored)),
+        }
+    }
+}
+
+/// The outcome in `commands`, if they end the run.
+fn finish_of(commands: Vec<Command>) -> Option<Outcome> {
+    commands.into_iter().find_map(|command| match command {
+        Command::Finish(outcome) => Some(outcome),
+        _ => None,
+    })
+}
+
+/// An event kept as its stored JSON (its Rust type is unknown here). Used for
+/// published events read back from a journal or store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// The original event's stable name.
+    pub name: String,
+    /// Its fields.
+    pub value: Value,
+}
+
+impl From<StoredEvent> for RawEvent {
+    fn from(stored: StoredEvent) -> Self {
+        RawEvent {
+            name: stored.name,
+            value: stored.value,
+        }
+    }
+}
+
+impl crate::event::Event for RawEvent {
+    const NAME: &'static str = "RawEvent";
+}

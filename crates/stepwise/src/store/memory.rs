@@ -1,0 +1,120 @@
+//! An in-process store: everything in maps behind one lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::{EntryBatch, JournalStore, PublishedRecord, RunFilter, RunRecord, StoreFuture, WriteBatch};
+
+#[derive(Default)]
+struct Tables {
+    runs: BTreeMap<String, (u64, RunRecord)>,
+    entries: HashMap<String, Vec<EntryBatch>>,
+    events: HashMap<String, Vec<PublishedRecord>>,
+    states: HashMap<String, String>,
+    snapshots: HashMap<String, String>,
+    next_order: u64,
+}
+
+/// A [`JournalStore`] in memory. Cheap to clone (clones share the data), so a
+/// test can "restart" by resuming from a clone.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    tables: Arc<Mutex<Tables>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Tables) -> T) -> T {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut tables)
+    }
+}
+
+impl JournalStore for MemoryStore {
+    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
+        self.with(|t| {
+            for run in batch.runs {
+                let order = t.next_order;
+                t.next_order += 1;
+                t.runs.insert(run.run_id.clone(), (order, run));
+            }
+            for entry in batch.entries {
+                t.entries.entry(entry.run_id.to_string()).or_default().push(entry);
+            }
+            for event in batch.events {
+                t.events.entry(event.run_id.to_string()).or_default().push(event);
+            }
+            for (run, state) in batch.states {
+                t.states.insert(run.to_string(), state);
+            }
+            for (run, snapshot) in batch.snapshots {
+                t.snapshots.insert(run.to_string(), snapshot);
+            }
+            for update in batch.statuses {
+                if let Some((_, record)) = t.runs.get_mut(&*update.run_id) {
+                    record.status = update.status;
+                    record.result = update.result;
+                    record.error = update.error;
+                    record.updated_at_ms = update.at_ms;
+                }
+            }
+        });
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
+        let record = self.with(|t| t.runs.get(run_id).map(|(_, r)| r.clone()));
+        Box::pin(std::future::ready(Ok(record)))
+    }
+
+    fn runs(&self, filter: RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
+        let mut runs: Vec<(u64, RunRecord)> = self.with(|t| {
+            t.runs
+                .values()
+                .filter(|(_, r)| filter.statuses.is_empty() || filter.statuses.contains(&r.status))
+                .filter(|(_, r)| filter.workflow.as_ref().is_none_or(|w| *w == r.workflow))
+                .cloned()
+                .collect()
+        });
+        runs.sort_by_key(|(order, _)| *order);
+        Box::pin(std::future::ready(Ok(runs.into_iter().map(|(_, r)| r).collect())))
+    }
+
+    fn entries(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<EntryBatch>> {
+        let entries = self.with(|t| {
+            t.entries
+                .get(run_id)
+                .map(|all| {
+                    // Batches are stored in sequence order.
+                    let first = all.partition_point(|b| b.last_seq < from_seq);
+                    all[first..].to_vec()
+                })
+                .unwrap_or_default()
+        });
+        Box::pin(std::future::ready(Ok(entries)))
+    }
+
+    fn events(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<PublishedRecord>> {
+        let events = self.with(|t| {
+            t.events
+                .get(run_id)
+                .map(|all| all.iter().filter(|e| e.seq >= from_seq).cloned().collect())
+                .unwrap_or_default()
+        });
+        Box::pin(std::future::ready(Ok(events)))
+    }
+
+    fn state(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
+        let state = self.with(|t| t.states.get(run_id).cloned());
+        Box::pin(std::future::ready(Ok(state)))
+    }
+
+    fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
+        let snapshot = self.with(|t| t.snapshots.get(run_id).cloned());
+        Box::pin(std::future::ready(Ok(snapshot)))
+    }
+}

@@ -1,0 +1,396 @@
+//! The embedded SQLite store: one file, WAL mode, no server, migrations built in.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{
+    EntryBatch, JournalStore, PublishedRecord, RunFilter, RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
+};
+
+/// Schema migrations, applied in order and recorded in `schema_migrations`.
+/// Never edit a shipped migration; append a new one.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        workflow    TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        result      TEXT,
+        error       TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_status ON runs (status, workflow);
+    CREATE TABLE journal (
+        run_id    TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        entries   TEXT NOT NULL,
+        PRIMARY KEY (run_id, first_seq)
+    );
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        event  TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE run_state (
+        run_id TEXT PRIMARY KEY,
+        state  TEXT NOT NULL
+    );
+    CREATE TABLE snapshots (
+        run_id   TEXT PRIMARY KEY,
+        snapshot TEXT NOT NULL
+    );
+    "#,
+)];
+
+/// A [`JournalStore`] in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending
+    /// migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Durable across process crashes (the WAL is fsynced at checkpoints);
+            // a power loss may drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    /// Opens a private in-memory database (for tests).
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| StoreError::Open(e.to_string()))?;
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            // One connection: SQLite has one writer anyway, and an in-memory
+            // database exists per connection.
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(newest) = applied.iter().max() {
+            let known = MIGRATIONS.last().map_or(0, |m| m.0);
+            if *newest > known {
+                return Err(StoreError::Open(format!(
+                    "database schema version {newest} is newer than this build knows ({known}); upgrade stepwise"
+                )));
+            }
+        }
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            // `Executor::execute` on the text runs every statement in it. (Not
+            // `raw_sql(..).execute(&mut *tx)`: that makes `open`'s future one
+            // the compiler cannot prove `Send`, so no `tokio::spawn(open)`.)
+            sqlx::Executor::execute(&mut *tx, *sql).await.map_err(db)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(super::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// The schema version in use.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// Runs raw SQL against the database (tests use it to damage rows on purpose).
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected())
+    }
+
+    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for chunk in batch.runs.chunks(400) {
+            let mut sql = String::from("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
+            }
+            sql.push_str(
+                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            );
+            let mut q = sqlx::query(&sql);
+            for run in chunk {
+                q = q
+                    .bind(&run.run_id)
+                    .bind(&run.workflow)
+                    .bind(&run.fingerprint)
+                    .bind(run.status.as_str())
+                    .bind(run.result.as_ref().map(|v| v.to_string()))
+                    .bind(&run.error)
+                    .bind(run.created_at_ms)
+                    .bind(run.updated_at_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        for chunk in batch.entries.chunks(500) {
+            let mut sql = String::from("INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for entry in chunk {
+                q = q
+                    .bind(&*entry.run_id)
+                    .bind(entry.first_seq as i64)
+                    .bind(entry.last_seq as i64)
+                    .bind(&entry.data);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        for chunk in batch.events.chunks(500) {
+            let mut sql = String::from("INSERT INTO events (run_id, seq, event) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for event in chunk {
+                q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        for chunk in batch.states.chunks(500) {
+            let mut sql = String::from("INSERT INTO run_state (run_id, state) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?)");
+            }
+            sql.push_str(" ON CONFLICT (run_id) DO UPDATE SET state = excluded.state");
+            let mut q = sqlx::query(&sql);
+            for (run, state) in chunk {
+                q = q.bind(&**run).bind(state);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        for (run, snapshot) in &batch.snapshots {
+            sqlx::query("INSERT INTO snapshots (run_id, snapshot) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot")
+                .bind(&**run)
+                .bind(snapshot)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for chunk in batch.statuses.chunks(400) {
+            let mut sql = String::from("UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?)");
+            }
+            sql.push_str(") AS v WHERE runs.run_id = v.column1");
+            let mut q = sqlx::query(&sql);
+            for update in chunk {
+                q = q
+                    .bind(&*update.run_id)
+                    .bind(update.status.as_str())
+                    .bind(update.result.as_ref().map(|v| v.to_string()))
+                    .bind(&update.error)
+                    .bind(update.at_ms);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
+    let run_id: String = row.try_get("run_id").map_err(db)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        what: format!("runs row of run {run_id}"),
+        reason,
+    };
+    let status: String = row.try_get("status").map_err(db)?;
+    let status = RunStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?;
+    let result: Option<String> = row.try_get("result").map_err(db)?;
+    let result = match result {
+        None => None,
+        Some(text) => Some(serde_json::from_str(&text).map_err(|e| corrupt(format!("result is not JSON: {e}")))?),
+    };
+    Ok(RunRecord {
+        workflow: row.try_get("workflow").map_err(db)?,
+        fingerprint: row.try_get("fingerprint").map_err(db)?,
+        status,
+        result,
+        error: row.try_get("error").map_err(db)?,
+        created_at_ms: row.try_get("created_at").map_err(db)?,
+        updated_at_ms: row.try_get("updated_at").map_err(db)?,
+        run_id,
+    })
+}
+
+impl JournalStore for SqliteStore {
+    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
+        Box::pin(self.write_batch(batch))
+    }
+
+    fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
+        let run_id = run_id.to_owned();
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(record).transpose()
+        })
+    }
+
+    fn runs(&self, filter: RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM runs ORDER BY created_at, rowid")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            let mut runs = Vec::new();
+            for row in &rows {
+                let run = record(row)?;
+                let status_ok = filter.statuses.is_empty() || filter.statuses.contains(&run.status);
+                let workflow_ok = filter.workflow.as_ref().is_none_or(|w| *w == run.workflow);
+                if status_ok && workflow_ok {
+                    runs.push(run);
+                }
+            }
+            Ok(runs)
+        })
+    }
+
+    fn entries(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<EntryBatch>> {
+        let run_id: Arc<str> = run_id.into();
+        Box::pin(async move {
+            // Rows hold consecutive entries: start at the row that holds
+            // `from_seq` (found through the primary key), so that a replay from
+            // a recent snapshot does not scan the run's whole journal.
+            let rows = sqlx::query(
+                "SELECT first_seq, last_seq, entries FROM journal
+                 WHERE run_id = ?1 AND last_seq >= ?2 AND first_seq >= COALESCE(
+                     (SELECT MAX(first_seq) FROM journal WHERE run_id = ?1 AND first_seq <= ?2), 0)
+                 ORDER BY first_seq",
+            )
+            .bind(&*run_id)
+            .bind(from_seq as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(EntryBatch {
+                        run_id: Arc::clone(&run_id),
+                        first_seq: row.try_get::<i64, _>("first_seq").map_err(db)? as u64,
+                        last_seq: row.try_get::<i64, _>("last_seq").map_err(db)? as u64,
+                        data: row.try_get("entries").map_err(db)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn events(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<PublishedRecord>> {
+        let run_id: Arc<str> = run_id.into();
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT seq, event FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq")
+                .bind(&*run_id)
+                .bind(from_seq as i64)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(PublishedRecord {
+                        run_id: Arc::clone(&run_id),
+                        seq: row.try_get::<i64, _>("seq").map_err(db)? as u64,
+                        event: row.try_get("event").map_err(db)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn state(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
+        let run_id = run_id.to_owned();
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT state FROM run_state WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+
+    fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
+        let run_id = run_id.to_owned();
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT snapshot FROM snapshots WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)
+        })
+    }
+}
