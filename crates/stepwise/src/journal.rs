@@ -293,8 +293,19 @@ impl Decoder<'_> {
     /// Applies one stored entry to `state` (commands are discarded: a replay
     /// rebuilds state, it does not redo effects).
     pub(crate) fn replay(&self, state: &mut RunState, entry: Entry<StoredEvent>) -> Result<(), DecodeError> {
+        self.replay_into(state, entry, &mut Vec::new()).map(|_| ())
+    }
+
+    /// Applies one stored entry and keeps the commands the reducer produced
+    /// (run traces use them to see which invocations started). Returns the
+    /// decoded tick's inputs that a trace needs.
+    pub(crate) fn replay_into(
+        &self,
+        state: &mut RunState,
+        entry: Entry<StoredEvent>,
+        out: &mut Vec<crate::reducer::Command>,
+    ) -> Result<Replayed, DecodeError> {
         let now = Duration::from_micros(entry.at_us);
-        let mut out = Vec::new();
         let tick = match entry.tick {
             TickData::AddEvent { event, target, origin } => Tick::AddEvent {
                 event: self.event(event)?,
@@ -358,7 +369,7 @@ impl Decoder<'_> {
                     None => Expectation::list(&order),
                 };
                 state.collect(InvocationId::from_pair(invocation), &buffer, event, &expect);
-                return Ok(());
+                return Ok(Replayed::Other);
             }
             TickData::AddWaiter {
                 invocation,
@@ -376,8 +387,8 @@ impl Decoder<'_> {
                     publish: publish.map(|e| self.event_or_raw(e)),
                 };
                 // A refused waiter (duplicate id) was refused live too.
-                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, now, &mut out);
-                return Ok(());
+                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, now, out);
+                return Ok(Replayed::Other);
             }
             TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
             TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
@@ -386,8 +397,30 @@ impl Decoder<'_> {
             TickData::Cancel => Tick::Cancel,
             TickData::Resume => Tick::Resume,
         };
-        state.reduce(tick, now, &mut out);
-        Ok(())
+        let replayed = match &tick {
+            Tick::AddEvent {
+                event, origin: None, ..
+            } => Replayed::External(event.clone()),
+            Tick::StepDone {
+                invocation,
+                effects,
+                result,
+            } => Replayed::StepDone {
+                invocation: *invocation,
+                outputs: effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Send { event, .. } => Some(event.clone()),
+                        Effect::Publish(_) => None,
+                    })
+                    .chain(result.iter().flat_map(|emitted| emitted.iter().cloned()))
+                    .collect(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            },
+            _ => Replayed::Other,
+        };
+        state.reduce(tick, now, out);
+        Ok(replayed)
     }
 
     /// Published-only events need no type: keep them as raw JSON when the
@@ -400,6 +433,19 @@ impl Decoder<'_> {
             None => AnyEvent::new(RawEvent::from(stored)),
         }
     }
+}
+
+/// What a replayed entry meant, for run traces.
+pub(crate) enum Replayed {
+    /// An event entered from outside (or the start event).
+    External(AnyEvent),
+    /// An invocation finished with these sends and results, or this error.
+    StepDone {
+        invocation: InvocationId,
+        outputs: Vec<AnyEvent>,
+        error: Option<String>,
+    },
+    Other,
 }
 
 /// An event kept as its stored JSON (its Rust type is unknown here). Used for

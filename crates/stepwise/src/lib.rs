@@ -60,6 +60,7 @@ mod context;
 mod durable;
 mod error;
 mod event;
+pub mod graph;
 pub mod journal;
 mod reducer;
 pub mod retry;
@@ -99,6 +100,12 @@ pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// Used by the macros' generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
 
 /// Re-exported so generated code and users can name the stream trait.
 pub use futures_util::stream::{Stream, StreamExt};
