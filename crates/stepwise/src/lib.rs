@@ -85,7 +85,7 @@ pub use error::{RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;
-pub use run::{EventStream, RunHandle, RunOptions};
+pub use run::{EventStream, RunHandle, RunOptions, StopOutput};
 pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
 pub use state::{StateError, StateStore};
 pub use step::{

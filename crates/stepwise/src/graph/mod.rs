@@ -227,6 +227,15 @@ impl WorkflowGraph {
                 note_event(*ty, &mut events);
                 edges.push(edge(id.clone(), event_id(ty.name()), Some("sends"), EdgeStyle::Dashed));
             }
+            for ty in &step.config.waits_for {
+                note_event(*ty, &mut events);
+                edges.push(edge(
+                    event_id(ty.name()),
+                    id.clone(),
+                    Some("waits for"),
+                    EdgeStyle::Dashed,
+                ));
+            }
             if let Some((handler, _)) = workflow.error_handler(index) {
                 let failed = EventType::of::<crate::builtin::StepFailed>();
                 note_event(failed, &mut events);
