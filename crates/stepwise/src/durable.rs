@@ -605,7 +605,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_id.into(),
-                state: rebuilt.state,
+                state: Box::new(rebuilt.state),
                 at: rebuilt.at,
                 journal_seq: rebuilt.journal_seq,
                 published: rebuilt.published,
@@ -733,7 +733,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_arc,
-                state,
+                state: Box::new(state),
                 at: Duration::from_micros(snapshot.at_us),
                 journal_seq: snapshot.journal_seq,
                 published: snapshot.published,

@@ -109,7 +109,7 @@ pub(crate) enum Begin {
     },
     Resume {
         run_id: Arc<str>,
-        state: RunState,
+        state: Box<RunState>,
         /// The run's clock at the last journaled tick.
         at: Duration,
         journal_seq: u64,
@@ -511,7 +511,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             let journal = journal.map(|j| RunJournal::new(j, Arc::clone(&run_id), journal_seq));
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
-            (run_id, state, store, journal, published, started, FirstTick::Resume)
+            (run_id, *state, store, journal, published, started, FirstTick::Resume)
         }
     };
     if let Some(journal) = &journal {

@@ -108,8 +108,8 @@ pub(super) fn layout(graph: &WorkflowGraph) -> Layout {
                 position[i] = p as f64;
             }
         }
-        for r in 1..rows.len() {
-            let mut keyed: Vec<(f64, usize)> = rows[r]
+        for (r, row) in rows.iter_mut().enumerate().skip(1) {
+            let mut keyed: Vec<(f64, usize)> = row
                 .iter()
                 .map(|&i| {
                     let parents: Vec<f64> = predecessors[i]
@@ -126,8 +126,8 @@ pub(super) fn layout(graph: &WorkflowGraph) -> Layout {
                 })
                 .collect();
             keyed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-            rows[r] = keyed.into_iter().map(|(_, i)| i).collect();
-            for (p, &i) in rows[r].iter().enumerate() {
+            *row = keyed.into_iter().map(|(_, i)| i).collect();
+            for (p, &i) in row.iter().enumerate() {
                 position[i] = p as f64;
             }
         }

@@ -209,7 +209,7 @@ impl WorkflowGraph {
             }
             if let Some(catch) = &step.config.catch {
                 let covers: Value = match catch.steps() {
-                    Some(steps) => steps.iter().cloned().collect::<Vec<_>>().into(),
+                    Some(steps) => steps.to_vec().into(),
                     None => "all".into(),
                 };
                 node.details.insert("handles_errors_of".into(), covers);
