@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 use stepwise::graph::{RunTrace, TraceError, WorkflowGraph};
-use stepwise::{AnyEvent, Event, EventType, Journal, ResumeError, RunHandle, RunOptions, Workflow};
+use stepwise::{AnyEvent, Event, EventType, Journal, ResumeError, ResumeOptions, RunHandle, RunOptions, Workflow};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -17,6 +17,8 @@ pub(crate) trait DynWorkflow: Send + Sync {
     fn start_type(&self) -> EventType;
     fn stop_type(&self) -> EventType;
     fn step_count(&self) -> usize;
+    /// Every event type the workflow knows.
+    fn events(&self) -> Vec<EventType>;
     fn graph(&self) -> WorkflowGraph;
     /// Builds the start event from JSON and starts a run.
     fn run_json(&self, input: Value, options: RunOptions) -> Result<RunHandle<AnyEvent>, String>;
@@ -49,6 +51,10 @@ impl<S: Event, O: Event> DynWorkflow for Workflow<S, O> {
         self.steps().len()
     }
 
+    fn events(&self) -> Vec<EventType> {
+        Workflow::events(self)
+    }
+
     fn graph(&self) -> WorkflowGraph {
         Workflow::graph(self)
     }
@@ -63,7 +69,12 @@ impl<S: Event, O: Event> DynWorkflow for Workflow<S, O> {
         journal: &'a Journal,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<RunHandle<AnyEvent>, ResumeError>> {
-        Box::pin(async move { Workflow::resume(self, journal, run_id).await.map(RunHandle::erase) })
+        Box::pin(async move {
+            let options = ResumeOptions::new().internal_events(true);
+            Workflow::resume_with(self, journal, run_id, options)
+                .await
+                .map(RunHandle::erase)
+        })
     }
 
     fn trace<'a>(&'a self, journal: &'a Journal, run_id: &'a str) -> BoxFuture<'a, Result<RunTrace, TraceError>> {

@@ -3,13 +3,15 @@
 //! Without arguments it runs the demo: the three concurrency examples of the
 //! LlamaIndex docs, then the document pipeline journaled to a SQLite file
 //! (`stepwise-demo.db`, or `$STEPWISE_DB`), approved on the terminal (or with a
-//! scripted "yes" when not on a terminal), and writes drawings.
+//! scripted "yes" when standard input is not a terminal), shows the stored
+//! run, and writes HTML drawings (every possible flow, and the run's path)
+//! next to the database.
 //!
 //! With arguments it is the stepwise command-line front end over the same
 //! workflows: `stepwise-demo list`, `draw`, `run`, `runs`, `show`, `resume`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -74,7 +76,7 @@ async fn main() -> ExitCode {
 async fn demo(cli: &Cli) -> Result<u8, Box<dyn std::error::Error>> {
     let latency = Latency::RandomSecs { max_secs: 2 };
 
-    println!("== ParallelFlow: three slow queries, the first one back wins");
+    println!("== parallel_flow: three slow queries, the first one back wins");
     let parallel = ParallelFlow {
         latency: latency.clone(),
     }
@@ -84,7 +86,7 @@ async fn demo(cli: &Cli) -> Result<u8, Box<dyn std::error::Error>> {
     let stop = parallel.run(StartEvent::new()).await?;
     println!("winner: {}\n", stop.result);
 
-    println!("== ConcurrentFlow: three queries, step_three waits for all of them");
+    println!("== concurrent_flow: three queries, step_three waits for all of them");
     let collected = Arc::new(Mutex::new(Vec::new()));
     let concurrent = ConcurrentFlow {
         latency: latency.clone(),
@@ -100,7 +102,7 @@ async fn demo(cli: &Cli) -> Result<u8, Box<dyn std::error::Error>> {
     let order = collected.lock().map(|c| c.clone()).unwrap_or_default();
     println!("result: {} (collected in arrival order: {order:?})\n", stop.result);
 
-    println!("== MultiEventFlow: collect_events([C, A, B]) returns that order");
+    println!("== multi_event_flow: collect_events([C, A, B]) returns that order");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let multi = MultiEventFlow {
         latency,
@@ -116,34 +118,59 @@ async fn demo(cli: &Cli) -> Result<u8, Box<dyn std::error::Error>> {
         "== document_pipeline: split, concurrent LLM calls, collect, human approval — journaled to {}",
         db.display()
     );
-    let interactive = std::io::stdin().is_terminal();
-    let mut args = vec!["stepwise-demo", "run", "document_pipeline"];
-    if !interactive {
+    let ask = std::io::stdin().is_terminal();
+    let run_id = format!("demo-{}", random_suffix());
+    let mut args = vec!["stepwise-demo", "run", "document_pipeline", "--run-id", run_id.as_str()];
+    if !ask {
         println!("   (standard input is not a terminal: answering \"yes\" automatically)");
         args.extend(["--answer", "yes"]);
     }
-    let code = run_cli(cli, &args, interactive).await;
+    let code = run_cli(cli, &args).await;
     if code != 0 {
         return Ok(code);
     }
 
-    println!("\n== stored runs");
-    run_cli(cli, &["stepwise-demo", "runs"], false).await;
+    println!("\n== the run as stored (stepwise-demo show {run_id})");
+    let code = run_cli(cli, &["stepwise-demo", "show", run_id.as_str()]).await;
+    if code != 0 {
+        return Ok(code);
+    }
 
-    let html = PathBuf::from("document_pipeline.html");
+    // Drawings go next to the database.
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let pipeline = DocumentPipeline::default().build()?;
-    std::fs::write(&html, pipeline.graph().draw(DrawFormat::Html))?;
-    println!(
-        "\n== drawing of every possible flow (Mermaid); HTML page written to {}",
-        html.display()
-    );
+    let flows = dir.join("document_pipeline.html");
+    std::fs::write(&flows, pipeline.graph().draw(DrawFormat::Html))?;
+    let path = dir.join(format!("document_pipeline-{run_id}.html"));
+    println!("\n== drawings");
+    println!("every possible flow: {}", flows.display());
+    let trace_graph = {
+        let journal = stepwise::Journal::new(stepwise::store::SqliteStore::open(&db).await?);
+        pipeline.trace(&journal, &run_id).await?.graph()
+    };
+    std::fs::write(&path, trace_graph.draw(DrawFormat::Html))?;
+    println!("this run's path:     {}", path.display());
+    println!("\nEvery possible flow of document_pipeline (Mermaid):");
     print!("{}", pipeline.graph().to_mermaid());
-    println!("\nInspect a run: cargo run -p stepwise-demo -- show <run-id> --draw mermaid");
+    println!(
+        "\nMore: stepwise-demo list | draw <workflow> --format mermaid|dot|html|json | run <workflow> --input '{{}}' \
+         | runs | show <run-id> [--draw mermaid] | resume <run-id>"
+    );
     Ok(0)
 }
 
-async fn run_cli(cli: &Cli, args: &[&str], interactive: bool) -> u8 {
+/// A short random suffix for the demo's run id.
+fn random_suffix() -> String {
+    let n: u64 = rand::random();
+    format!("{:08x}", n as u32)
+}
+
+async fn run_cli(cli: &Cli, args: &[&str]) -> u8 {
     let mut out = std::io::stdout();
+    let interactive = out.is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
     let mut err = std::io::stderr();
     let mut input = std::io::BufReader::new(std::io::stdin());
     cli.run_args(

@@ -143,6 +143,8 @@ pub fn split_document(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Splits a document, summarises the chunks with concurrent LLM calls, drafts
+/// a summary and asks a person to approve it.
 #[workflow(name = "document_pipeline", state = PipelineState)]
 impl DocumentPipeline {
     /// Splits the document (`text`, or a sample) into chunks.

@@ -387,8 +387,9 @@ impl Decoder<'_> {
                     publish: publish.map(|e| self.event_or_raw(e)),
                 };
                 // A refused waiter (duplicate id) was refused live too.
-                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, now, out);
-                return Ok(Replayed::Other);
+                let invocation = InvocationId::from_pair(invocation);
+                let key = state.add_waiter(invocation, spec, now, out).ok();
+                return Ok(Replayed::Waiter { invocation, key });
             }
             TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
             TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
@@ -444,6 +445,12 @@ pub(crate) enum Replayed {
         invocation: InvocationId,
         outputs: Vec<AnyEvent>,
         error: Option<String>,
+    },
+    /// An invocation started waiting (`wait_for_event`); `key` identifies
+    /// the waiter in `ResolveWaiter` commands.
+    Waiter {
+        invocation: InvocationId,
+        key: Option<u64>,
     },
     Other,
 }

@@ -11,9 +11,9 @@
 //!     .build()
 //!     .unwrap();
 //! let outcome = WorkflowTestRunner::new(&wf).run(StartEvent::new()).await;
-//! assert_eq!(outcome.result.unwrap().result, "hi");
 //! assert_eq!(outcome.count("StopEvent"), 1);
 //! assert_eq!(outcome.count_of::<stepwise::StepStateChanged>(), 2); // running, finished
+//! assert_eq!(outcome.result.unwrap().result, "hi");
 //! # }
 //! ```
 

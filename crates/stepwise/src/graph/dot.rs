@@ -15,6 +15,11 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph {} {{", quote(&graph.name));
     let _ = writeln!(out, "    rankdir=TB;");
+    let title = match &graph.description {
+        Some(description) => format!("{}\n{description}", graph.name),
+        None => graph.name.clone(),
+    };
+    let _ = writeln!(out, "    label={}; labelloc=t; fontname=\"Helvetica\";", quote(&title));
     let _ = writeln!(out, "    node [fontname=\"Helvetica\", fontsize=11];");
     let _ = writeln!(out, "    edge [fontname=\"Helvetica\", fontsize=9];");
     for node in &graph.nodes {
@@ -24,13 +29,19 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
             NodeKind::Event | NodeKind::EventInstance => "ellipse, style=filled",
             NodeKind::External => "hexagon, style=filled",
         };
+        let tooltip = node
+            .doc
+            .as_ref()
+            .map(|doc| format!(", tooltip={}", quote(doc)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "    {} [label={}, shape={shape}, fillcolor=\"{}\", color=\"{}\"];",
+            "    {} [label={}, shape={shape}, fillcolor=\"{}\", color=\"{}\", class=\"{}\"{tooltip}];",
             quote(&node.id),
             quote(&node.label),
             look.fill,
-            look.stroke
+            look.stroke,
+            look.class
         );
     }
     for edge in &graph.edges {

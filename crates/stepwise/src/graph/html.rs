@@ -28,23 +28,24 @@ header { padding: 12px 20px; background: #1a365d; color: #fff; }
 header h1 { margin: 0; font-size: 18px; }
 header p { margin: 4px 0 0; font-size: 13px; opacity: .85; }
 main { display: flex; gap: 16px; padding: 16px; align-items: flex-start; }
-#canvas { flex: 1; overflow: auto; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; }
-aside { width: 320px; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; padding: 12px; font-size: 13px; }
+#canvas { flex: 0 1 auto; min-width: 0; overflow: auto; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; }
+aside { flex: 0 0 320px; background: #fff; border: 1px solid #e2e8f0; border-radius: 8px; padding: 12px; font-size: 13px; }
 aside h2 { font-size: 14px; margin: 0 0 8px; }
 aside pre { white-space: pre-wrap; word-break: break-word; background: #f1f5f9; padding: 8px; border-radius: 4px; max-height: 360px; overflow: auto; }
 .legend span { display: inline-block; margin: 2px 8px 2px 0; }
-.legend i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; vertical-align: -2px; margin-right: 4px; border: 1px solid #555; }
+.legend i { display: inline-block; width: 14px; height: 12px; vertical-align: -2px; margin-right: 4px; border: 1px solid #555; }
+.legend b.dash { display: inline-block; width: 22px; vertical-align: 3px; margin-right: 4px; border-top: 2px dashed #4a5568; }
 g.node { cursor: pointer; }
 g.node text { font-size: 12px; pointer-events: none; }
 g.node.selected rect, g.node.selected polygon { stroke-width: 3; }
 path.edge { fill: none; stroke: #4a5568; stroke-width: 1.4; }
 path.edge.dashed { stroke-dasharray: 5 4; }
-text.edge-label { font-size: 10px; fill: #4a5568; }
+text.edge-label { font-size: 10px; fill: #2d3748; paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
+g.node.external text, g.node.human text { font-weight: 600; }
 "#;
 
 const SCRIPT: &str = r#"
 (function () {
-  window.addEventListener('error', function (e) { document.body.dataset.error = String(e.message); });
   var graph = JSON.parse(document.getElementById('graph-data').textContent);
   var byId = {};
   graph.nodes.forEach(function (n) { byId[n.id] = n; });
@@ -98,12 +99,13 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
             escape(&graph.nodes[edge.from].id),
             escape(&graph.nodes[edge.to].id)
         );
-        if let Some(label) = &edge.label {
+    }
+    // Labels after every edge, so no line is drawn over a label.
+    for edge in &placed.edges {
+        if let (Some(label), Some((x, y))) = (&edge.label, edge.label_at) {
             let _ = write!(
                 svg,
-                r#"<text class="edge-label" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                edge.label_at.0,
-                edge.label_at.1 - 3.0,
+                r#"<text class="edge-label" x="{x:.1}" y="{y:.1}" text-anchor="middle" dominant-baseline="central">{}</text>"#,
                 escape(label)
             );
         }
@@ -136,9 +138,13 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
                 p.width, look.fill, look.stroke
             ),
         };
+        let title = match &node.doc {
+            Some(doc) => format!("{}\n{doc}", node.label),
+            None => node.label.clone(),
+        };
         let _ = write!(
             svg,
-            r#"<g class="node {class}" data-id="{id}" data-kind="{kind}"><title>{label}</title>{shape}<text x="{x:.1}" y="{y:.1}" text-anchor="middle" dominant-baseline="central">{label}</text></g>"#,
+            r#"<g class="node {class}" data-id="{id}" data-kind="{kind}"><title>{title}</title>{shape}<text x="{x:.1}" y="{y:.1}" text-anchor="middle" dominant-baseline="central">{label}</text></g>"#,
             class = look.class,
             id = escape(&node.id),
             kind = serde_json::to_value(node.kind)
@@ -146,24 +152,50 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             label = escape(&node.label),
+            title = escape(&title),
             x = p.x,
             y = p.y,
         );
     }
     svg.push_str("</svg>");
-    let legend = [
-        ("start event", "#E27AFF"),
-        ("stop event", "#FFA07A"),
-        ("event", "#90EE90"),
-        ("step", "#ADD8E6"),
-        ("human / input", "#FFE08A"),
-        ("outside world", "#BEDAE4"),
-        ("failed", "#F4A6A6"),
-        ("retried", "#FFD59E"),
-    ]
-    .iter()
-    .map(|(name, color)| format!(r#"<span><i style="background:{color}"></i>{name}</span>"#))
-    .collect::<String>();
+    // The legend lists the looks this graph uses, in order of appearance.
+    let mut seen: Vec<&str> = Vec::new();
+    let mut legend = String::new();
+    for node in &graph.nodes {
+        let look = look(node);
+        if seen.contains(&look.legend) {
+            continue;
+        }
+        seen.push(look.legend);
+        let radius = match node.kind {
+            NodeKind::Event | NodeKind::EventInstance => "6px",
+            NodeKind::External => "0",
+            NodeKind::Step | NodeKind::StepRun => "2px",
+        };
+        let _ = write!(
+            legend,
+            r#"<span class="{}"><i style="background:{};border-color:{};border-radius:{radius}"></i>{}</span>"#,
+            look.class, look.fill, look.stroke, look.legend
+        );
+    }
+    if graph.edges.iter().any(|e| e.style == EdgeStyle::Dashed) {
+        let kinds: Vec<&str> = {
+            let mut kinds: Vec<&str> = graph
+                .edges
+                .iter()
+                .filter(|e| e.style == EdgeStyle::Dashed)
+                .map(|e| e.label.as_deref().unwrap_or("to/from the human"))
+                .collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            kinds
+        };
+        let _ = write!(
+            legend,
+            r#"<span><b class="dash"></b>{}</span>"#,
+            escape(&kinds.join(" · "))
+        );
+    }
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
@@ -174,6 +206,7 @@ pub(super) fn render(graph: &WorkflowGraph) -> String {
 <style>{STYLE}</style>
 </head>
 <body>
+<script>window.addEventListener('error', function (e) {{ document.body.dataset.error = String(e.message || e); }});</script>
 <header><h1>{title}</h1><p>{description}</p></header>
 <main>
 <div id="canvas">{svg}</div>

@@ -22,7 +22,7 @@ mod layout;
 mod mermaid;
 mod trace;
 
-pub use trace::{RunTrace, TraceError};
+pub use trace::{RunTrace, TraceError, TraceEvent, TraceOutcome, TraceStep};
 
 /// What a node stands for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,7 +68,8 @@ pub struct GraphNode {
     /// The event's JSON schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
-    /// For run nodes: `ok`, `failed`, `retried`, `cancelled`, `running`.
+    /// For run nodes: `ok`, `failed`, `retried`, `cancelled`, `running`,
+    /// `interrupted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Anything else worth showing (workers, timings, errors).
@@ -294,57 +295,39 @@ fn event_id(name: &str) -> String {
 pub(crate) struct Look {
     pub(crate) fill: &'static str,
     pub(crate) stroke: &'static str,
+    /// CSS / Mermaid class.
     pub(crate) class: &'static str,
+    /// What the legend calls it.
+    pub(crate) legend: &'static str,
+}
+
+const fn look_of(fill: &'static str, stroke: &'static str, class: &'static str, legend: &'static str) -> Look {
+    Look {
+        fill,
+        stroke,
+        class,
+        legend,
+    }
 }
 
 pub(crate) fn look(node: &GraphNode) -> Look {
-    let status_fill = |status: Option<&str>| match status {
-        Some("failed") => "#F4A6A6",
-        Some("retried") => "#FFD59E",
-        Some("cancelled") => "#D9D9D9",
-        Some("running") => "#FFF3B0",
-        _ => "#ADD8E6",
-    };
     match (node.kind, node.role) {
-        (NodeKind::Step, _) => Look {
-            fill: "#ADD8E6",
-            stroke: "#2B6CB0",
-            class: "step",
+        (NodeKind::Step, _) => look_of("#ADD8E6", "#2B6CB0", "step", "step"),
+        (NodeKind::StepRun, _) => match node.status.as_deref() {
+            Some("failed") => look_of("#F4A6A6", "#C0392B", "failed", "failed step"),
+            Some("retried") => look_of("#FFD59E", "#C05621", "retried", "failed, retried"),
+            Some("cancelled") => look_of("#D9D9D9", "#718096", "cancelled", "cancelled step"),
+            Some("interrupted") => look_of("#E2E8F0", "#4A5568", "interrupted", "interrupted, resumed"),
+            Some("running") => look_of("#FFF3B0", "#B7791F", "running", "running step"),
+            _ => look_of("#ADD8E6", "#2B6CB0", "step", "step"),
         },
-        (NodeKind::StepRun, _) => Look {
-            fill: status_fill(node.status.as_deref()),
-            stroke: "#2B6CB0",
-            class: "step",
-        },
-        (NodeKind::External, _) => Look {
-            fill: "#BEDAE4",
-            stroke: "#4A6572",
-            class: "external",
-        },
-        (_, Some(EventKind::Start)) => Look {
-            fill: "#E27AFF",
-            stroke: "#8E24AA",
-            class: "start",
-        },
-        (_, Some(EventKind::Stop)) => Look {
-            fill: "#FFA07A",
-            stroke: "#C0392B",
-            class: "stop",
-        },
-        (_, Some(EventKind::InputRequired | EventKind::HumanResponse)) => Look {
-            fill: "#FFE08A",
-            stroke: "#B7791F",
-            class: "human",
-        },
-        (_, Some(EventKind::Termination)) => Look {
-            fill: "#F4A6A6",
-            stroke: "#C0392B",
-            class: "termination",
-        },
-        _ => Look {
-            fill: "#90EE90",
-            stroke: "#2F855A",
-            class: "event",
-        },
+        (NodeKind::External, _) => look_of("#BEDAE4", "#4A6572", "external", "human (outside world)"),
+        (_, Some(EventKind::Start)) => look_of("#E27AFF", "#8E24AA", "start", "start event"),
+        (_, Some(EventKind::Stop)) => look_of("#FFA07A", "#C0392B", "stop", "stop event"),
+        (_, Some(EventKind::InputRequired | EventKind::HumanResponse)) => {
+            look_of("#FFE08A", "#B7791F", "human", "input request / answer")
+        }
+        (_, Some(EventKind::Termination)) => look_of("#F4A6A6", "#C0392B", "termination", "run ended abnormally"),
+        _ => look_of("#90EE90", "#2F855A", "event", "event"),
     }
 }

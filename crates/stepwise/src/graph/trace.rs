@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{EdgeStyle, GraphEdge, GraphNode, NodeKind, WorkflowGraph};
 use crate::durable::{parse_entries, Journal, ResumeError};
-use crate::event::{AnyEvent, Event};
-use crate::journal::{Decoder, Replayed};
+use crate::event::{AnyEvent, Event, EventKind};
+use crate::journal::{Decoder, Replayed, TickData};
 use crate::reducer::{Command, InvocationId, RunState, Timer};
 use crate::store::StoreError;
 use crate::workflow::{Workflow, WorkflowCore};
@@ -47,6 +47,9 @@ pub enum TraceOutcome {
     },
     /// Still running when the journal ends (or the run is being resumed).
     Running,
+    /// Running when its process stopped; the run was resumed and the
+    /// invocation ran again (a later invocation has the same input).
+    Interrupted,
     /// Dropped when the run ended (stop event elsewhere, timeout, cancel).
     Cancelled,
 }
@@ -66,6 +69,10 @@ pub struct TraceStep {
     pub finished_us: Option<u64>,
     /// How it ended.
     pub outcome: TraceOutcome,
+    /// Indexes (in [`RunTrace::events`]) of the events handed to it by
+    /// `wait_for_event` (a person's answer, typically).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waited_for: Vec<usize>,
 }
 
 /// One event instance.
@@ -73,10 +80,13 @@ pub struct TraceStep {
 pub struct TraceEvent {
     /// Its stable name.
     pub name: String,
+    /// Its role (start, stop, input request, …).
+    pub kind: EventKind,
     /// When it entered the run (µs).
     pub at_us: u64,
-    /// The invocation (index in [`RunTrace::steps`]) that produced it, or
-    /// `None` when it came from outside.
+    /// The invocation (index in [`RunTrace::steps`]) that produced it (or
+    /// published it, for an input request, or failed, for a
+    /// [`StepFailed`](crate::StepFailed)), or `None` when it came from outside.
     pub source: Option<usize>,
 }
 
@@ -99,6 +109,8 @@ struct Builder {
     events: Vec<TraceEvent>,
     by_addr: HashMap<usize, usize>,
     open: HashMap<InvocationId, usize>,
+    /// Open waiters: key → invocation (index in `steps`).
+    waiters: HashMap<u64, usize>,
 }
 
 impl Builder {
@@ -108,6 +120,7 @@ impl Builder {
         }
         self.events.push(TraceEvent {
             name: event.name().to_owned(),
+            kind: event.kind(),
             at_us,
             source,
         });
@@ -126,6 +139,17 @@ impl RunTrace {
         run_id: &str,
     ) -> Result<RunTrace, TraceError> {
         let store = journal.store();
+        let record = store.run(run_id).await?.ok_or_else(|| ResumeError::NotFound {
+            run_id: run_id.to_owned(),
+        })?;
+        if record.workflow != workflow.name {
+            return Err(ResumeError::WrongWorkflow {
+                run_id: run_id.to_owned(),
+                expected: workflow.name.clone(),
+                found: record.workflow,
+            }
+            .into());
+        }
         let batches = store.entries(run_id, 0).await?;
         let entries = parse_entries(run_id, batches, 0)?;
         let mut state = RunState::new(Arc::clone(workflow), run_id.into(), false);
@@ -137,13 +161,24 @@ impl RunTrace {
         let mut finished = false;
         for entry in entries {
             let at = entry.at_us;
+            let resumed = matches!(entry.tick, TickData::Resume);
             let replayed = decoder
                 .replay_into(&mut state, entry, &mut out)
                 .map_err(|source| ResumeError::Decode {
                     run_id: run_id.to_owned(),
                     source,
                 })?;
+            if resumed {
+                // Whatever ran when the process stopped runs again now.
+                let mut interrupted: Vec<usize> = b.open.drain().map(|(_, index)| index).collect();
+                interrupted.sort_unstable();
+                for index in interrupted {
+                    b.steps[index].outcome = TraceOutcome::Interrupted;
+                }
+                b.waiters.clear();
+            }
             let mut failed_step: Option<usize> = None;
+            let mut waiting: Option<usize> = None;
             match replayed {
                 Replayed::External(event) => {
                     b.event(&event, at, None);
@@ -169,12 +204,20 @@ impl RunTrace {
                         }
                     }
                 }
+                Replayed::Waiter { invocation, key } => {
+                    if let (Some(&index), Some(key)) = (b.open.get(&invocation), key) {
+                        b.waiters.insert(key, index);
+                        waiting = Some(index);
+                    }
+                }
                 Replayed::Other => {}
             }
             for command in out.drain(..) {
                 match command {
                     Command::StartWorker(start) => {
-                        let input = b.event(&start.event, at, None);
+                        // A failure handed to an error handler comes from the failed step.
+                        let source = failed_step.filter(|_| start.event.is::<crate::builtin::StepFailed>());
+                        let input = b.event(&start.event, at, source);
                         keep.push(start.event.clone());
                         b.steps.push(TraceStep {
                             step: workflow.steps[start.step].name().to_owned(),
@@ -183,6 +226,7 @@ impl RunTrace {
                             started_us: at,
                             finished_us: None,
                             outcome: TraceOutcome::Running,
+                            waited_for: Vec::new(),
                         });
                         b.open.insert(start.invocation, b.steps.len() - 1);
                     }
@@ -194,6 +238,21 @@ impl RunTrace {
                                 b.steps[index].outcome = TraceOutcome::Retried { error: error.clone() };
                             }
                         }
+                    }
+                    Command::Publish(event) if waiting.is_some() && !event.is::<crate::builtin::WorkflowIdle>() => {
+                        // The input request a waiter publishes.
+                        b.event(&event, at, waiting);
+                        keep.push(event);
+                    }
+                    Command::ResolveWaiter { key, result: Ok(event) } => {
+                        if let Some(index) = b.waiters.remove(&key) {
+                            let answer = b.event(&event, at, None);
+                            b.steps[index].waited_for.push(answer);
+                            keep.push(event);
+                        }
+                    }
+                    Command::ResolveWaiter { key, result: Err(_) } => {
+                        b.waiters.remove(&key);
                     }
                     Command::Finish(_) => finished = true,
                     _ => {}
@@ -226,18 +285,19 @@ impl RunTrace {
             );
             node.details
                 .insert("at_ms".into(), (event.at_us as f64 / 1000.0).into());
-            node.role = Some(match event.name.as_str() {
-                n if n == crate::builtin::StopEvent::NAME => crate::event::EventKind::Stop,
-                n if n == crate::builtin::StartEvent::NAME => crate::event::EventKind::Start,
-                _ => crate::event::EventKind::Regular,
-            });
+            node.role = Some(event.kind);
             nodes.push(node);
             if let Some(source) = event.source {
+                let (label, style) = match event.kind {
+                    EventKind::InputRequired => (Some("asks"), EdgeStyle::Dashed),
+                    _ if event.name == crate::builtin::StepFailed::NAME => (Some("fails"), EdgeStyle::Dashed),
+                    _ => (None, EdgeStyle::Solid),
+                };
                 edges.push(GraphEdge {
                     from: format!("run:{source}"),
                     to: format!("ev:{i}"),
-                    label: None,
-                    style: EdgeStyle::Solid,
+                    label: label.map(str::to_owned),
+                    style,
                 });
             }
         }
@@ -263,18 +323,33 @@ impl RunTrace {
                     }
                 }
                 TraceOutcome::Running => "running",
+                TraceOutcome::Interrupted => "interrupted",
                 TraceOutcome::Cancelled => "cancelled",
             };
             node.status = Some(status.into());
             node.details
                 .insert("started_ms".into(), (step.started_us as f64 / 1000.0).into());
             nodes.push(node);
+            for &answer in &step.waited_for {
+                edges.push(GraphEdge {
+                    from: format!("ev:{answer}"),
+                    to: format!("run:{j}"),
+                    label: Some("answers".into()),
+                    style: EdgeStyle::Dashed,
+                });
+            }
             let key = (step.step.clone(), step.input);
             match last_attempt.insert(key, j) {
                 Some(previous) => edges.push(GraphEdge {
                     from: format!("run:{previous}"),
                     to: format!("run:{j}"),
-                    label: Some("retry".into()),
+                    label: Some(
+                        match self.steps[previous].outcome {
+                            TraceOutcome::Interrupted => "resumed",
+                            _ => "retry",
+                        }
+                        .into(),
+                    ),
                     style: EdgeStyle::Dashed,
                 }),
                 None => edges.push(GraphEdge {
@@ -304,7 +379,9 @@ impl<S: Event, O: Event> Workflow<S, O> {
         WorkflowGraph::of_workflow(&self.core)
     }
 
-    /// The actual path of a journaled run.
+    /// The actual path of a journaled run, rebuilt from its journal without
+    /// running anything. Fails when the store has no such run, or the run
+    /// belongs to another workflow.
     pub async fn trace(&self, journal: &Journal, run_id: &str) -> Result<RunTrace, TraceError> {
         RunTrace::from_journal(&self.core, journal, run_id).await
     }
