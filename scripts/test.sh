@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: every example workflow run for real, then the unit,
-# behaviour, stress, macro UI (trybuild) and doc tests of every crate.
+# The whole test suite: every example workflow and the demo (the main job) run
+# for real, then the unit, behaviour, stress, property, crash-recovery, macro
+# UI (trybuild), golden drawing, headless-browser (needs chromium: $CHROMIUM or
+# on PATH), CLI and doc tests of every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each entry is an example name followed by its arguments (hitl_console gets a
@@ -11,5 +13,9 @@ for example in parallel_flow concurrent_flow multi_event_flow retry_flaky state_
   # shellcheck disable=SC2086 # args are split on purpose
   cargo run --quiet -p stepwise-demo --example "$name" -- $args </dev/null
 done
+echo "== the demo: cargo run --release -p stepwise-demo"
+demo_dir="$(mktemp -d)"
+trap 'rm -rf "$demo_dir"' EXIT
+STEPWISE_DB="$demo_dir/demo.db" cargo run --quiet --release -p stepwise-demo </dev/null
 cargo test --workspace --doc
 cargo test --workspace --all-targets

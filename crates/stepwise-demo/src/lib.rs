@@ -4,4 +4,5 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod pipeline;
 pub mod seed;

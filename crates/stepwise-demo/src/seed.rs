@@ -67,7 +67,8 @@ pub struct ParallelFlow {
     pub latency: Latency,
 }
 
-#[workflow]
+/// Three queries in parallel; the first one back stops the run.
+#[workflow(name = "parallel_flow")]
 impl ParallelFlow {
     /// Sends three queries.
     #[step(emits = [StepTwoEvent])]
@@ -93,7 +94,8 @@ pub struct ConcurrentFlow {
     pub collected: Arc<Mutex<Vec<String>>>,
 }
 
-#[workflow]
+/// Three queries in parallel; step_three waits for all three results.
+#[workflow(name = "concurrent_flow")]
 impl ConcurrentFlow {
     /// Sends three queries.
     #[step(emits = [StepTwoEvent])]
@@ -181,7 +183,8 @@ pub struct MultiEventFlow {
     pub order: Arc<Mutex<Vec<String>>>,
 }
 
-#[workflow]
+/// Three different events fan in; collect_events returns them in the order asked for.
+#[workflow(name = "multi_event_flow")]
 impl MultiEventFlow {
     /// Sends one query to each of A, B and C.
     #[step(emits = [StepAEvent, StepBEvent, StepCEvent])]

@@ -12,7 +12,7 @@ use syn::{bracketed, Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Token, 
 
 const EVENT_OPTIONS: &str = "name, start, stop, input_required, human_response";
 const WORKFLOW_OPTIONS: &str = "name, start, stop, state";
-const STEP_OPTIONS: &str = "name, num_workers, emits, skip_checks, retry, catch_errors";
+const STEP_OPTIONS: &str = "name, num_workers, emits, waits_for, skip_checks, retry, catch_errors";
 const GRAPH_CHECKS: &str = "reachability, dead_end, terminal_event";
 
 /// The key of a nested meta item as the user wrote it, for error messages.
@@ -233,6 +233,7 @@ pub struct StepArgs {
     pub name: Option<LitStr>,
     pub num_workers: Option<usize>,
     pub emits: Option<Vec<Type>>,
+    pub waits_for: Option<Vec<Type>>,
     pub skip_checks: Option<Vec<GraphCheck>>,
     /// `retry = <expr>`: a `RetryPolicy` expression.
     pub retry: Option<Expr>,
@@ -270,6 +271,10 @@ impl StepArgs {
             "emits" => {
                 let types = parse_list(meta.value()?, |input| input.parse::<Type>())?;
                 set_once(&mut self.emits, types, meta)
+            }
+            "waits_for" => {
+                let types = parse_list(meta.value()?, |input| input.parse::<Type>())?;
+                set_once(&mut self.waits_for, types, meta)
             }
             "skip_checks" => {
                 let checks = parse_skip_checks(meta)?;

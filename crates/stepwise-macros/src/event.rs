@@ -31,11 +31,13 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
         let variant = flag.variant();
         quote!(const KIND: ::stepwise::EventKind = ::stepwise::EventKind::#variant;)
     });
+    let schema = crate::schema::schema_fn(input, &name);
     Ok(quote! {
         #[automatically_derived]
         impl ::stepwise::Event for #ident {
             const NAME: &'static str = #name;
             #kind
+            #schema
         }
     })
 }

@@ -98,6 +98,7 @@ use proc_macro::TokenStream;
 
 mod attrs;
 mod event;
+mod schema;
 mod union;
 mod workflow;
 

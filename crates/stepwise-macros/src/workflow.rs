@@ -444,6 +444,12 @@ fn step_config(step: &Step) -> TokenStream {
         .iter()
         .flatten()
         .map(|ty| quote_spanned!(ty.span()=> .emits::<#ty>()));
+    let waits = step
+        .args
+        .waits_for
+        .iter()
+        .flatten()
+        .map(|ty| quote_spanned!(ty.span()=> .waits_for::<#ty>()));
     let skips = step.args.skip_checks.iter().flatten().map(|check| {
         let variant = check.variant();
         quote!(.skip_check(::stepwise::GraphCheck::#variant))
@@ -459,7 +465,7 @@ fn step_config(step: &Step) -> TokenStream {
         None => quote!(.catch_errors(::stepwise::CatchErrors::all())),
     });
     quote! {
-        ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#skips)* #retry #catch #doc
+        ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#waits)* #(#skips)* #retry #catch #doc
     }
 }
 

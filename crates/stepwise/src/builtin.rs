@@ -118,6 +118,9 @@ impl StartEvent {
 impl Event for StartEvent {
     const NAME: &'static str = "StartEvent";
     const KIND: EventKind = EventKind::Start;
+    fn schema() -> Value {
+        serde_json::json!({ "title": "StartEvent", "type": "object", "additionalProperties": true })
+    }
 }
 
 /// The default stop event: completes a run with a JSON result.
@@ -152,6 +155,9 @@ impl StopEvent {
 impl Event for StopEvent {
     const NAME: &'static str = "StopEvent";
     const KIND: EventKind = EventKind::Stop;
+    fn schema() -> Value {
+        serde_json::json!({ "title": "StopEvent", "type": "object", "properties": { "result": {} } })
+    }
 }
 
 /// Published when a run hits its timeout.
@@ -267,6 +273,12 @@ impl InputRequiredEvent {
 impl Event for InputRequiredEvent {
     const NAME: &'static str = "InputRequiredEvent";
     const KIND: EventKind = EventKind::InputRequired;
+    fn schema() -> Value {
+        serde_json::json!({
+            "title": "InputRequiredEvent", "type": "object",
+            "properties": { "prompt": { "type": "string" }, "data": {} }, "required": ["prompt"]
+        })
+    }
 }
 
 /// An answer from outside. Define your own with `#[event(human_response)]`.
@@ -292,6 +304,12 @@ impl HumanResponseEvent {
 impl Event for HumanResponseEvent {
     const NAME: &'static str = "HumanResponseEvent";
     const KIND: EventKind = EventKind::HumanResponse;
+    fn schema() -> Value {
+        serde_json::json!({
+            "title": "HumanResponseEvent", "type": "object",
+            "properties": { "response": { "type": "string" }, "data": {} }, "required": ["response"]
+        })
+    }
 }
 
 /// Delivered to a step's error handler when the step has failed for good

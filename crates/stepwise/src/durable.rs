@@ -514,7 +514,7 @@ impl ResumeOptions {
 }
 
 /// Parses the entries of stored batches in order, checking there is no gap.
-fn parse_entries(
+pub(crate) fn parse_entries(
     run_id: &str,
     batches: Vec<EntryBatch>,
     from_seq: u64,

@@ -37,6 +37,12 @@ pub trait Event: Any + Clone + fmt::Debug + Send + Sync + Serialize + Deserializ
     const NAME: &'static str;
     /// What role the event plays in a workflow.
     const KIND: EventKind = EventKind::Regular;
+
+    /// A JSON schema of the event's fields, for drawings, the server and input
+    /// forms. `#[derive(Event)]` writes a structural one from the field types.
+    fn schema() -> serde_json::Value {
+        serde_json::json!({ "title": Self::NAME })
+    }
 }
 
 /// The role an event type plays in a workflow.
@@ -69,6 +75,7 @@ pub struct EventType {
     kind: EventKind,
     type_id: TypeId,
     decode: fn(serde_json::Value) -> Result<AnyEvent, serde_json::Error>,
+    schema: fn() -> serde_json::Value,
 }
 
 impl EventType {
@@ -79,7 +86,13 @@ impl EventType {
             kind: E::KIND,
             type_id: TypeId::of::<E>(),
             decode: decode_as::<E>,
+            schema: E::schema,
         }
+    }
+
+    /// The event's JSON schema ([`Event::schema`]).
+    pub fn schema(&self) -> serde_json::Value {
+        (self.schema)()
     }
 
     /// Rebuilds an event of this type from its JSON fields.
@@ -228,6 +241,11 @@ impl AnyEvent {
     /// A deep copy that shares nothing with `self`.
     pub fn deep_clone(&self) -> AnyEvent {
         AnyEvent(self.0.clone_arc())
+    }
+
+    /// The address of the shared event (identifies an instance within a run).
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
     }
 
     /// True when both handles point at the same event instance.

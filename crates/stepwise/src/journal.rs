@@ -311,8 +311,21 @@ impl Decoder<'_> {
         state: &mut RunState,
         entry: Entry<StoredEvent>,
     ) -> Result<Option<Outcome>, DecodeError> {
-        let now = Duration::from_micros(entry.at_us);
         let mut out = Vec::new();
+        self.replay_into(state, entry, &mut out)?;
+        Ok(finish_of(out))
+    }
+
+    /// Applies one stored entry and keeps the commands the reducer produced
+    /// (run traces use them to see which invocations started). Returns the
+    /// decoded tick's inputs that a trace needs.
+    pub(crate) fn replay_into(
+        &self,
+        state: &mut RunState,
+        entry: Entry<StoredEvent>,
+        out: &mut Vec<Command>,
+    ) -> Result<Replayed, DecodeError> {
+        let now = Duration::from_micros(entry.at_us);
         let tick = match entry.tick {
             TickData::AddEvent { event, target, origin } => Tick::AddEvent {
                 event: self.event(event)?,
@@ -367,7 +380,7 @@ impl Decoder<'_> {
                     None => Expectation::list(&order),
                 };
                 state.collect(InvocationId::from_pair(invocation), &buffer, event, &expect);
-                return Ok(None);
+                return Ok(Replayed::Other);
             }
             TickData::AddWaiter {
                 invocation,
@@ -387,8 +400,9 @@ impl Decoder<'_> {
                     publish: publish.map(|e| self.event_or_raw(e)),
                 };
                 // A refused waiter (duplicate id) was refused live too.
-                let _ = state.add_waiter(InvocationId::from_pair(invocation), spec, effects, now, &mut out);
-                return Ok(finish_of(out));
+                let invocation = InvocationId::from_pair(invocation);
+                let key = state.add_waiter(invocation, spec, effects, now, out).ok();
+                return Ok(Replayed::Waiter { invocation, key });
             }
             TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
             TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
@@ -397,8 +411,30 @@ impl Decoder<'_> {
             TickData::Cancel => Tick::Cancel,
             TickData::Resume => Tick::Resume,
         };
-        state.reduce(tick, now, &mut out);
-        Ok(finish_of(out))
+        let replayed = match &tick {
+            Tick::AddEvent {
+                event, origin: None, ..
+            } => Replayed::External(event.clone()),
+            Tick::StepDone {
+                invocation,
+                effects,
+                result,
+            } => Replayed::StepDone {
+                invocation: *invocation,
+                outputs: effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Send { event, .. } => Some(event.clone()),
+                        Effect::Publish(_) => None,
+                    })
+                    .chain(result.iter().flat_map(|emitted| emitted.iter().cloned()))
+                    .collect(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            },
+            _ => Replayed::Other,
+        };
+        state.reduce(tick, now, out);
+        Ok(replayed)
     }
 
     fn effects(&self, effects: Vec<EffectData<StoredEvent>>) -> Result<Vec<Effect>, DecodeError> {
@@ -432,6 +468,25 @@ fn finish_of(commands: Vec<Command>) -> Option<Outcome> {
         Command::Finish(outcome) => Some(outcome),
         _ => None,
     })
+}
+
+/// What a replayed entry meant, for run traces.
+pub(crate) enum Replayed {
+    /// An event entered from outside (or the start event).
+    External(AnyEvent),
+    /// An invocation finished with these sends and results, or this error.
+    StepDone {
+        invocation: InvocationId,
+        outputs: Vec<AnyEvent>,
+        error: Option<String>,
+    },
+    /// An invocation started waiting (`wait_for_event`); `key` identifies
+    /// the waiter in `ResolveWaiter` commands.
+    Waiter {
+        invocation: InvocationId,
+        key: Option<u64>,
+    },
+    Other,
 }
 
 /// An event kept as its stored JSON (its Rust type is unknown here). Used for

@@ -60,6 +60,7 @@ mod context;
 mod durable;
 mod error;
 mod event;
+pub mod graph;
 pub mod journal;
 mod reducer;
 pub mod retry;
@@ -84,7 +85,7 @@ pub use error::{RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;
-pub use run::{EventStream, RunHandle, RunOptions};
+pub use run::{EventStream, RunHandle, RunOptions, StopOutput};
 pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
 pub use state::{StateError, StateStore};
 pub use step::{
@@ -99,6 +100,12 @@ pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// Used by the macros' generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
 
 /// Re-exported so generated code and users can name the stream trait.
 pub use futures_util::stream::{Stream, StreamExt};

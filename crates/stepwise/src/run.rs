@@ -654,7 +654,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             found: shared.state.type_name(),
         }));
         return RunHandle {
-            shared,
+            guard: HandleGuard { shared },
             _out: PhantomData,
         };
     }
@@ -679,7 +679,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         })),
     }
     RunHandle {
-        shared,
+        guard: HandleGuard { shared },
         _out: PhantomData,
     }
 }
@@ -1034,29 +1034,70 @@ fn finish_run(shared: &RunShared, outcome: Outcome) {
 /// Dropping the handle does not stop the run.
 #[must_use = "a run keeps going without its handle, but its result is lost"]
 pub struct RunHandle<O> {
-    shared: Arc<RunShared>,
+    guard: HandleGuard,
     _out: PhantomData<fn() -> O>,
 }
 
-impl<O: Event> RunHandle<O> {
+/// Owns the handle's reference to the run; dropping it without having taken
+/// the stream tells the run nobody will read its events.
+struct HandleGuard {
+    shared: Arc<RunShared>,
+}
+
+/// What a handle resolves to: a typed stop event, or [`AnyEvent`] for
+/// handles erased with [`RunHandle::erase`].
+pub trait StopOutput: Send + 'static {
+    /// Converts the run's stop event.
+    fn from_stop(stop: AnyEvent, run_id: &str) -> Result<Self, RunError>
+    where
+        Self: Sized;
+}
+
+impl<E: Event> StopOutput for E {
+    fn from_stop(stop: AnyEvent, run_id: &str) -> Result<Self, RunError> {
+        let found = stop.name();
+        stop.downcast::<E>().map_err(|_| RunError::WrongStopType {
+            run_id: run_id.to_owned(),
+            expected: E::NAME,
+            found,
+        })
+    }
+}
+
+impl StopOutput for AnyEvent {
+    fn from_stop(stop: AnyEvent, _run_id: &str) -> Result<Self, RunError> {
+        Ok(stop)
+    }
+}
+
+impl<O> RunHandle<O> {
+    /// A handle that resolves to the stop event as an [`AnyEvent`] (for code
+    /// that handles workflows of different types alike, such as a CLI).
+    pub fn erase(self) -> RunHandle<AnyEvent> {
+        RunHandle {
+            guard: self.guard,
+            _out: PhantomData,
+        }
+    }
+
     /// The run's id.
     pub fn run_id(&self) -> &str {
-        &self.shared.run_id
+        &self.guard.shared.run_id
     }
 
     /// The run's published events, in order. The stream ends after the stop
     /// event or a termination event. A run has one stream consumer: a second
     /// call gets [`StreamError::AlreadyTaken`].
     pub fn stream_events(&self) -> Result<EventStream, StreamError> {
-        let mut outbox = lock(&self.shared.outbox);
+        let mut outbox = lock(&self.guard.shared.outbox);
         if outbox.stream != StreamState::Waiting {
             return Err(StreamError::AlreadyTaken {
-                run_id: self.shared.run_id.to_string(),
+                run_id: self.guard.shared.run_id.to_string(),
             });
         }
         outbox.stream = StreamState::Taken;
         Ok(EventStream {
-            shared: Arc::clone(&self.shared),
+            shared: Arc::clone(&self.guard.shared),
             local: VecDeque::new(),
             ended: false,
         })
@@ -1064,35 +1105,35 @@ impl<O: Event> RunHandle<O> {
 
     /// Sends an event into the run, to every step that accepts its type.
     pub fn send_event<E: Event>(&self, event: E) -> Result<(), SendError> {
-        self.shared.send(AnyEvent::new(event), None, None)
+        self.guard.shared.send(AnyEvent::new(event), None, None)
     }
 
     /// Sends an event to one step, which must exist and accept its type.
     pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
-        self.shared.send(AnyEvent::new(event), Some(step), None)
+        self.guard.shared.send(AnyEvent::new(event), Some(step), None)
     }
 
     /// Sends an already type-erased event (see [`RunHandle::send_event`]).
     pub fn send_any(&self, event: AnyEvent) -> Result<(), SendError> {
-        self.shared.send(event, None, None)
+        self.guard.shared.send(event, None, None)
     }
 
     /// The run's state store. Pass it to the next run with
     /// [`RunOptions::state`] to carry the state over.
     pub fn state(&self) -> &StateStore {
-        &self.shared.state
+        &self.guard.shared.state
     }
 
     /// Cancels the run: in-flight steps are dropped, [`WorkflowCancelled`](crate::WorkflowCancelled)
     /// is published, and awaiting the handle gives [`RunError::Cancelled`].
     /// Does nothing if the run already ended.
     pub fn cancel(&self) {
-        self.shared.apply(Tick::Cancel);
+        self.guard.shared.apply(Tick::Cancel);
     }
 
     /// True once the run has ended (with a result or an error).
     pub fn is_done(&self) -> bool {
-        self.shared.is_closed()
+        self.guard.shared.is_closed()
     }
 
     /// The run as it is now, as a serialisable snapshot: queued and in-flight
@@ -1105,27 +1146,20 @@ impl<O: Event> RunHandle<O> {
     /// run goes on as if it had not been cancelled); one of a completed or
     /// failed run does not ([`Snapshot::status`] says which).
     pub async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
-        self.shared.snapshot().await
+        self.guard.shared.snapshot().await
     }
 }
 
-impl<O: Event> Future for RunHandle<O> {
+impl<O: StopOutput> Future for RunHandle<O> {
     type Output = Result<O, RunError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut outbox = lock(&self.shared.outbox);
+        let mut outbox = lock(&self.guard.shared.outbox);
         match &outbox.result {
             Some(result) => {
                 let result = result.clone();
                 drop(outbox);
-                Poll::Ready(result.and_then(|stop| {
-                    let found = stop.name();
-                    stop.downcast::<O>().map_err(|_| RunError::WrongStopType {
-                        run_id: self.shared.run_id.to_string(),
-                        expected: O::NAME,
-                        found,
-                    })
-                }))
+                Poll::Ready(result.and_then(|stop| O::from_stop(stop, &self.guard.shared.run_id)))
             }
             None => {
                 outbox.result_waker = Some(cx.waker().clone());
@@ -1135,7 +1169,7 @@ impl<O: Event> Future for RunHandle<O> {
     }
 }
 
-impl<O> Drop for RunHandle<O> {
+impl Drop for HandleGuard {
     fn drop(&mut self) {
         let mut outbox = lock(&self.shared.outbox);
         if outbox.stream == StreamState::Waiting {
@@ -1148,7 +1182,7 @@ impl<O> Drop for RunHandle<O> {
 impl<O> std::fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunHandle")
-            .field("run_id", &self.shared.run_id)
+            .field("run_id", &self.guard.shared.run_id)
             .finish()
     }
 }

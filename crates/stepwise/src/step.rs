@@ -271,6 +271,7 @@ pub struct StepConfig {
     pub(crate) name: String,
     pub(crate) num_workers: usize,
     pub(crate) extra_emits: Vec<EventType>,
+    pub(crate) waits_for: Vec<EventType>,
     pub(crate) skip_checks: Vec<GraphCheck>,
     pub(crate) doc: Option<String>,
     pub(crate) retry: Option<RetryPolicy>,
@@ -335,6 +336,7 @@ impl StepConfig {
             name: name.into(),
             num_workers: DEFAULT_NUM_WORKERS,
             extra_emits: Vec::new(),
+            waits_for: Vec::new(),
             skip_checks: Vec::new(),
             doc: None,
             retry: None,
@@ -368,6 +370,13 @@ impl StepConfig {
     /// validation and drawings know about it.
     pub fn emits<E: Event>(mut self) -> Self {
         self.extra_emits.push(EventType::of::<E>());
+        self
+    }
+
+    /// Declares that the step waits for `E` with `ctx.wait_for_event`, so
+    /// drawings show where the answer goes (routing is unaffected).
+    pub fn waits_for<E: Event>(mut self) -> Self {
+        self.waits_for.push(EventType::of::<E>());
         self
     }
 

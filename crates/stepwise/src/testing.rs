@@ -14,6 +14,7 @@
 //! assert_eq!(outcome.result.as_ref().unwrap().result, "hi");
 //! assert_eq!(outcome.count("StopEvent"), 1);
 //! assert_eq!(outcome.count_of::<stepwise::StepStateChanged>(), 2); // running, finished
+//! assert_eq!(outcome.result.unwrap().result, "hi");
 //! # }
 //! ```
 

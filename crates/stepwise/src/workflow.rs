@@ -364,7 +364,13 @@ fn registry(
     let mut clashes = Vec::new();
     let all = builtin_events()
         .into_iter()
-        .chain(steps.iter().flat_map(|s| s.accepts.iter().copied().chain(s.emits())))
+        .chain(steps.iter().flat_map(|s| {
+            s.accepts
+                .iter()
+                .copied()
+                .chain(s.emits())
+                .chain(s.config.waits_for.iter().copied())
+        }))
         .chain(extra.iter().copied());
     for ty in all {
         match registry.get(ty.name()) {
