@@ -381,7 +381,7 @@ fn run_answers_input_requests_from_arguments() {
         .ok();
     assert!(
         run.out
-            .contains("InputRequiredEvent {\"data\":null,\"prompt\":\"name?\"}"),
+            .contains("InputRequiredEvent {\"prompt\":\"name?\",\"data\":null}"),
         "{}",
         run.out
     );
@@ -579,7 +579,7 @@ fn show_prints_status_events_and_steps_and_draws_the_run() {
         "workflow  interview\n",
         "status    completed\n",
         "result    \"Ada likes green\"\n",
-        "InputRequiredEvent {\"data\":null,\"prompt\":\"name?\"}",
+        "InputRequiredEvent {\"prompt\":\"name?\",\"data\":null}",
         "StopEvent {\"result\":\"Ada likes green\"}",
         "steps     1 invocations, 6 events routed\n",
     ] {

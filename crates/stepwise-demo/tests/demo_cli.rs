@@ -74,7 +74,7 @@ fn the_demo_runs_all_four_workflows_on_the_sqlite_store() {
         "{out}"
     );
     assert!(out.contains("answering: yes"), "{out}");
-    assert!(out.contains("result: {\"summary\":\"- Workflows describe"), "{out}");
+    assert!(out.contains("result: {\"version\":1,\"summary\":\"- Workflows describe"), "{out}");
 
     // The stored run, shown back.
     assert!(out.contains("status    completed"), "{out}");
@@ -148,5 +148,5 @@ fn the_binary_is_the_command_line_over_the_demo_workflows() {
     assert!(text(&waiting.stderr).contains("stepwise-demo resume w1 --answer <text>"));
     let resumed = s.demo(&["resume", "w1", "--answer", "yes"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
-    assert!(text(&resumed.stdout).contains("result: {\"summary\":"));
+    assert!(text(&resumed.stdout).contains("result: {\"version\":"));
 }

@@ -88,7 +88,7 @@ impl Context {
     /// (`ctx.state().edit(|s: &mut MyState| s.count += 1).await?`) or untyped
     /// (`ctx.state().set_path("user.name", "ada").await?`).
     pub fn state(&self) -> &StateStore {
-        &self.run.state
+        self.run.state()
     }
 
     /// This invocation's place in its retry history: attempt 1 is the first

@@ -323,6 +323,12 @@ impl Invocations {
                 }
             }
             None => {
+                // Grow 1, 2, 4, … rather than Vec's default first step of 4:
+                // most runs never have more than one invocation in flight, and
+                // 100,000 concurrent runs feel every slot (an `InFlight` is ~180 B).
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(self.slots.len().max(1));
+                }
                 self.slots.push((0, Some(entry)));
                 InvocationId {
                     slot: (self.slots.len() - 1) as u32,

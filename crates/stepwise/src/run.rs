@@ -132,7 +132,8 @@ struct RunCore {
     finish: Option<Outcome>,
     waiters: HashMap<u64, WaiterSender>,
     /// Set for journaled runs.
-    journal: Option<RunJournal>,
+    /// Boxed: most runs are not journaled, and every run pays for its core.
+    journal: Option<Box<RunJournal>>,
     snapshot_due: bool,
     /// Sends and stream writes of in-flight invocations, applied with their
     /// result (journaled runs only, so a crash never applies half a step).
@@ -179,7 +180,8 @@ enum StreamState {
 pub(crate) struct RunShared {
     pub(crate) workflow: Arc<WorkflowCore>,
     pub(crate) run_id: Arc<str>,
-    pub(crate) state: StateStore,
+    /// The run state, made on first use (see [`RunShared::state`]).
+    state: std::sync::OnceLock<StateStore>,
     /// The run's one clock: every time the reducer sees is measured from here.
     started: tokio::time::Instant,
     core: Mutex<RunCore>,
@@ -297,7 +299,7 @@ impl RunShared {
     /// A snapshot of the run as it is now (in-flight invocations included;
     /// they run again when the snapshot is resumed).
     pub(crate) async fn snapshot(&self) -> Result<Snapshot, serde_json::Error> {
-        let state = self.state.to_json().await.map_err(|e| match e {
+        let state = self.state().to_json().await.map_err(|e| match e {
             StateError::Json { source, .. } => source,
             other => <serde_json::Error as serde::ser::Error>::custom(other.to_string()),
         })?;
@@ -316,6 +318,11 @@ impl RunShared {
             state,
             status,
         )
+    }
+
+    /// The run's state store, made (empty, of the declared type) on first use.
+    pub(crate) fn state(&self) -> &StateStore {
+        self.state.get_or_init(|| (self.workflow.state.fresh)())
     }
 
     /// Time since the run started, on tokio's clock (so a paused test clock
@@ -417,7 +424,7 @@ impl RunShared {
         let mut handoff = false;
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => self.publish(event, core.journal.as_mut()),
+                Command::Publish(event) => self.publish(event, core.journal.as_deref_mut()),
                 Command::Schedule { at, timer } => {
                     core.timers.push((at, timer));
                     handoff = true;
@@ -577,7 +584,13 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         Begin::Fresh { start, options } => {
             let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
-            let store = options.state.unwrap_or_else(workflow.state.fresh);
+            // The state store is made on first use unless the run needs it at
+            // once (given by the caller, or journaled): most runs never touch it.
+            let store = match (options.state, options.journal.is_some()) {
+                (Some(store), _) => Some(store),
+                (None, true) => Some((workflow.state.fresh)()),
+                (None, false) => None,
+            };
             let journal = options.journal.map(|journal| {
                 let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
                 // Committed together with the start event's entry.
@@ -591,13 +604,13 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                     created_at_ms: now_ms(),
                     updated_at_ms: now_ms(),
                 }));
-                if let Some(json) = store.try_json() {
+                if let Some(json) = store.as_ref().and_then(StateStore::try_json) {
                     run.queue(WriterMsg::State {
                         run: Arc::clone(&run_id),
                         json,
                     });
                 }
-                run
+                Box::new(run)
             });
             (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
         }
@@ -610,24 +623,38 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             store,
             journal,
         } => {
-            let journal = journal.map(|j| RunJournal::new(j, Arc::clone(&run_id), journal_seq));
+            let journal = journal.map(|j| Box::new(RunJournal::new(j, Arc::clone(&run_id), journal_seq)));
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
-            (run_id, *state, store, journal, published, started, FirstTick::Resume)
+            (
+                run_id,
+                *state,
+                Some(store),
+                journal,
+                published,
+                started,
+                FirstTick::Resume,
+            )
         }
     };
-    if let Some(journal) = &journal {
+    if let (Some(journal), Some(store)) = (&journal, &store) {
         store.observe(Some(durable::state_observer(
             journal.journal.clone(),
             Arc::clone(&run_id),
         )));
     }
-    let state_ok = store.type_id() == workflow.state.type_id;
+    let state_ok = store.as_ref().is_none_or(|s| s.type_id() == workflow.state.type_id);
+    let state = std::sync::OnceLock::new();
+    if let Some(store) = store {
+        let _ = state.set(store);
+    }
     let shared = Arc::new(RunShared {
         core: Mutex::new(RunCore {
             state: reducer,
-            commands: Vec::new(),
-            starts: Vec::new(),
+            // Small first allocations: a tick rarely produces more than two
+            // commands, and every concurrent run pays for these buffers.
+            commands: Vec::with_capacity(2),
+            starts: Vec::with_capacity(1),
             timers: Vec::new(),
             finish: None,
             waiters: HashMap::new(),
@@ -645,13 +672,13 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         started,
         workflow,
         run_id,
-        state: store,
+        state,
     });
     if !state_ok {
         shared.close(Err(RunError::StateTypeMismatch {
             run_id: shared.run_id.to_string(),
             expected: shared.workflow.state.type_name,
-            found: shared.state.type_name(),
+            found: shared.state().type_name(),
         }));
         return RunHandle {
             guard: HandleGuard { shared },
@@ -845,7 +872,7 @@ async fn drive(shared: Arc<RunShared>) {
         .workflow
         .timeout
         .map(|t| Box::pin(tokio::time::sleep_until(shared.started + t)));
-    let mut starts: Vec<StartWorker> = Vec::new();
+    let mut starts: Vec<StartWorker> = Vec::with_capacity(1);
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
@@ -1024,7 +1051,9 @@ fn finish_run(shared: &RunShared, outcome: Outcome) {
             Err(error) => println!("[{}] ended: {error}", shared.run_id),
         }
     }
-    shared.state.observe(None);
+    if let Some(store) = shared.state.get() {
+        store.observe(None);
+    }
     shared.close(result);
 }
 
@@ -1121,7 +1150,7 @@ impl<O> RunHandle<O> {
     /// The run's state store. Pass it to the next run with
     /// [`RunOptions::state`] to carry the state over.
     pub fn state(&self) -> &StateStore {
-        &self.guard.shared.state
+        self.guard.shared.state()
     }
 
     /// Cancels the run: in-flight steps are dropped, [`WorkflowCancelled`](crate::WorkflowCancelled)
