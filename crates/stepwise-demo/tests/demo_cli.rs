@@ -74,7 +74,10 @@ fn the_demo_runs_all_four_workflows_on_the_sqlite_store() {
         "{out}"
     );
     assert!(out.contains("answering: yes"), "{out}");
-    assert!(out.contains("result: {\"version\":1,\"summary\":\"- Workflows describe"), "{out}");
+    assert!(
+        out.contains("result: {\"version\":1,\"summary\":\"- Workflows describe"),
+        "{out}"
+    );
 
     // The stored run, shown back.
     assert!(out.contains("status    completed"), "{out}");
