@@ -157,16 +157,7 @@ impl SqliteStore {
     async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for chunk in batch.runs.chunks(400) {
-            let mut sql = String::from("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
-            }
-            sql.push_str(
-                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-            );
+            let sql = multi_row("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len(), " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
             let mut q = sqlx::query(&sql);
             for run in chunk {
                 q = q
@@ -182,13 +173,12 @@ impl SqliteStore {
             q.execute(&mut *tx).await.map_err(db)?;
         }
         for chunk in batch.entries.chunks(500) {
-            let mut sql = String::from("INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?, ?, ?, ?)");
-            }
+            let sql = multi_row(
+                "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
+                "(?, ?, ?, ?)",
+                chunk.len(),
+                "",
+            );
             let mut q = sqlx::query(&sql);
             for entry in chunk {
                 q = q
@@ -200,13 +190,12 @@ impl SqliteStore {
             q.execute(&mut *tx).await.map_err(db)?;
         }
         for chunk in batch.events.chunks(500) {
-            let mut sql = String::from("INSERT INTO events (run_id, seq, event) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?, ?, ?)");
-            }
+            let sql = multi_row(
+                "INSERT INTO events (run_id, seq, event) VALUES ",
+                "(?, ?, ?)",
+                chunk.len(),
+                "",
+            );
             let mut q = sqlx::query(&sql);
             for event in chunk {
                 q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
@@ -214,14 +203,12 @@ impl SqliteStore {
             q.execute(&mut *tx).await.map_err(db)?;
         }
         for chunk in batch.states.chunks(500) {
-            let mut sql = String::from("INSERT INTO run_state (run_id, state) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?, ?)");
-            }
-            sql.push_str(" ON CONFLICT (run_id) DO UPDATE SET state = excluded.state");
+            let sql = multi_row(
+                "INSERT INTO run_state (run_id, state) VALUES ",
+                "(?, ?)",
+                chunk.len(),
+                " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+            );
             let mut q = sqlx::query(&sql);
             for (run, state) in chunk {
                 q = q.bind(&**run).bind(state);
@@ -237,14 +224,7 @@ impl SqliteStore {
                 .map_err(db)?;
         }
         for chunk in batch.statuses.chunks(400) {
-            let mut sql = String::from("UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?, ?, ?, ?, ?)");
-            }
-            sql.push_str(") AS v WHERE runs.run_id = v.column1");
+            let sql = multi_row("UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ", "(?, ?, ?, ?, ?)", chunk.len(), ") AS v WHERE runs.run_id = v.column1");
             let mut q = sqlx::query(&sql);
             for update in chunk {
                 q = q
@@ -258,6 +238,22 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(db)
     }
+}
+
+/// `head` followed by `rows` comma-separated copies of `row` and `tail`: one
+/// statement inserts (or updates) many rows, which is what makes a group
+/// commit cheap on SQLite.
+fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(row);
+    }
+    sql.push_str(tail);
+    sql
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
