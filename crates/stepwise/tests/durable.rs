@@ -3,6 +3,8 @@
 //! crash, damaged journals and snapshots, definition changes, run records and
 //! the stored stream, and the SQLite store itself.
 
+mod recording;
+use recording::Recording;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,7 @@ use serde_json::{json, Value};
 use stepwise::journal::DecodeError;
 use stepwise::retry::RetryPolicy;
 use stepwise::store::{
-    EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, RunStatus, SqliteStore, StoreFuture,
-    WriteBatch,
+    EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, RunStatus, SqliteStore, WriteBatch,
 };
 use stepwise::{
     Context, Event, HumanResponseEvent, InputRequiredEvent, Journal, JournalConfig, ResumeError, ResumeOptions,
@@ -1288,38 +1289,6 @@ fn resume_from_snapshot_into_a_journal_survives_a_crash() {
 }
 
 // ------------------------------------------- a crash at every commit boundary
-
-/// Records every batch written, in order.
-#[derive(Clone, Default)]
-struct Recording {
-    inner: MemoryStore,
-    batches: Arc<Mutex<Vec<WriteBatch>>>,
-}
-
-impl JournalStore for Recording {
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
-        self.batches.lock().unwrap().push(batch.clone());
-        self.inner.write(batch)
-    }
-    fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
-        self.inner.run(run_id)
-    }
-    fn runs(&self, filter: RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
-        self.inner.runs(filter)
-    }
-    fn entries(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<EntryBatch>> {
-        self.inner.entries(run_id, from_seq)
-    }
-    fn events(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<PublishedRecord>> {
-        self.inner.events(run_id, from_seq)
-    }
-    fn state(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
-        self.inner.state(run_id)
-    }
-    fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
-        self.inner.snapshot(run_id)
-    }
-}
 
 /// start → `split` (writes to the stream, fans out 3 items) → `work` (one
 /// stream write each) → `gather` (collects 3) → stop.

@@ -14,8 +14,9 @@
 //! crash leaves is a prefix of the journal's commits, and resuming from it
 //! must give the uninterrupted run's result and stored stream.
 
+mod recording;
+use recording::Recording;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
@@ -23,9 +24,7 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stepwise::retry::{Stop, Wait};
-use stepwise::store::{
-    EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, RunStatus, StoreFuture, WriteBatch,
-};
+use stepwise::store::{JournalStore, MemoryStore, RunStatus};
 use stepwise::{
     AnyEvent, Context, Emitted, Event, EventType, HumanResponseEvent, InputRequiredEvent, Journal, JournalConfig,
     RetryPolicy, RunError, RunHandle, RunOptions, StartEvent, StepConfig, StepError, StepOutput, StopEvent, StreamExt,
@@ -492,38 +491,6 @@ fn plan(snapshot_every: impl Strategy<Value = u64>) -> impl Strategy<Value = Pla
 
 fn run_plan(plan: &Plan) -> Result<(), TestCaseError> {
     on_paused_clock(run_case(plan))
-}
-
-/// Records every batch written, in order.
-#[derive(Clone, Default)]
-struct Recording {
-    inner: MemoryStore,
-    batches: Arc<Mutex<Vec<WriteBatch>>>,
-}
-
-impl JournalStore for Recording {
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
-        self.batches.lock().unwrap().push(batch.clone());
-        self.inner.write(batch)
-    }
-    fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
-        self.inner.run(run_id)
-    }
-    fn runs(&self, filter: RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
-        self.inner.runs(filter)
-    }
-    fn entries(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<EntryBatch>> {
-        self.inner.entries(run_id, from_seq)
-    }
-    fn events(&self, run_id: &str, from_seq: u64) -> StoreFuture<'_, Vec<PublishedRecord>> {
-        self.inner.events(run_id, from_seq)
-    }
-    fn state(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
-        self.inner.state(run_id)
-    }
-    fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
-        self.inner.snapshot(run_id)
-    }
 }
 
 /// Drives a run to its end, answering every input request: when it is
