@@ -84,8 +84,9 @@
 //! ```
 //!
 //! so anything the macro does can also be written by hand. (The real
-//! expansion also checks each step's event and return types on their own, so
-//! a wrong type is reported on that type.)
+//! expansion goes through a hidden `__step_method`, which calls `step_with`
+//! the same way but states the event and return bounds on those types, so a
+//! step with a wrong type gets one error naming that type.)
 //!
 //! Inside a `#[workflow]` block, `#[step]` works with or without
 //! `use stepwise::step;` (an import is never reported unused). Used outside

@@ -2,7 +2,8 @@
 //!
 //! The impl block is re-emitted with its `#[step]` attributes removed,
 //! followed by an `impl WorkflowDefinition` that registers every step
-//! method with `WorkflowBuilder::step_with`, in source order.
+//! method with `WorkflowBuilder::__step_method` (a thin, hidden wrapper of
+//! `step_with`), in source order.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -183,8 +184,6 @@ struct Step {
     name: LitStr,
     method: syn::Ident,
     event_ty: Type,
-    /// Where "not a StepOutput" errors point: the return type, else the name.
-    output_span: Span,
     takes_ctx: bool,
     args: StepArgs,
     doc: Option<String>,
@@ -227,10 +226,6 @@ fn step_method(method: &ImplItemFn, attrs: &[Attribute]) -> syn::Result<Step> {
         name,
         method: method.sig.ident.clone(),
         event_ty: event_ty.clone(),
-        output_span: match &method.sig.output {
-            syn::ReturnType::Type(_, ty) => ty.span(),
-            syn::ReturnType::Default => method.sig.ident.span(),
-        },
         takes_ctx,
         args,
         doc: doc_string(&method.attrs),
@@ -396,16 +391,6 @@ fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStrea
             type Stop = #stop;
 
             fn builder(self) -> ::stepwise::WorkflowBuilder<Self::Start, Self::Stop> {
-                // Checked separately so a wrong event or return type is
-                // reported on that type, not on the generated closure.
-                fn __stepwise_step_input<E: ::stepwise::StepInput>() {}
-                fn __stepwise_step_output<F>(fut: F) -> F
-                where
-                    F: ::std::future::Future,
-                    F::Output: ::stepwise::StepOutput,
-                {
-                    fut
-                }
                 let this = ::std::sync::Arc::new(self);
                 ::stepwise::WorkflowBuilder::<Self::Start, Self::Stop>::new(#name)
                     #doc
@@ -427,11 +412,27 @@ fn default_name(self_ty: &Type) -> LitStr {
     }
 }
 
-/// One `.step_with(config, handler)` call.
+/// One `.__step_method(config, this, body)` call. The body is a closure
+/// taking an `Arc` of the workflow; the method is called by path
+/// (`<T>::m(&*this, ..)`) so a step named like an `Arc` method (`clone`)
+/// cannot be shadowed by it. The call is spanned on the method name, so an
+/// event or return type that is not one names the step's method.
 fn registration(self_ty: &Type, step: &Step) -> TokenStream {
     let config = step_config(step);
-    let handler = handler(self_ty, step);
-    quote!(.step_with(#config, #handler))
+    let (method, event_ty) = (&step.method, &step.event_ty);
+    let (ctx, call) = if step.takes_ctx {
+        (quote!(ctx), quote!(<#self_ty>::#method(&*this, &ctx, ev)))
+    } else {
+        (quote!(_ctx), quote!(<#self_ty>::#method(&*this, ev)))
+    };
+    let register = quote_spanned!(method.span()=> __step_method);
+    quote! {
+        .#register(
+            #config,
+            ::std::sync::Arc::clone(&this),
+            |this: ::std::sync::Arc<#self_ty>, #ctx: ::stepwise::Context, ev: #event_ty| async move { #call.await },
+        )
+    }
 }
 
 fn step_config(step: &Step) -> TokenStream {
@@ -466,38 +467,5 @@ fn step_config(step: &Step) -> TokenStream {
     });
     quote! {
         ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#waits)* #(#skips)* #retry #catch #doc
-    }
-}
-
-/// A closure owning an `Arc` of the workflow. The method is called by path
-/// (`<T>::m(&*this, ..)`) so a step named like an `Arc` method (`clone`)
-/// cannot be shadowed by it. The closure is spanned on the method name so
-/// any remaining handler error names the step.
-fn handler(self_ty: &Type, step: &Step) -> TokenStream {
-    let (method, event_ty) = (&step.method, &step.event_ty);
-    let input_check = quote_spanned!(event_ty.span()=> __stepwise_step_input::<#event_ty>(););
-    // `fut` carries the return type's span so the error's primary span
-    // (the argument) lands there too.
-    let await_output = quote_spanned!(step.output_span=> __stepwise_step_output(fut).await);
-    let (params, call) = if step.takes_ctx {
-        (
-            quote!(ctx: ::stepwise::Context, ev: #event_ty),
-            quote!(<#self_ty>::#method(&*this, &ctx, ev)),
-        )
-    } else {
-        (quote!(ev: #event_ty), quote!(<#self_ty>::#method(&*this, ev)))
-    };
-    quote_spanned! {method.span()=>
-        {
-            #input_check
-            let this = ::std::sync::Arc::clone(&this);
-            move |#params| {
-                let this = ::std::sync::Arc::clone(&this);
-                async move {
-                    let fut = #call;
-                    #await_output
-                }
-            }
-        }
     }
 }

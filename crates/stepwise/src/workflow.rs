@@ -3,15 +3,17 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::builtin::{StartEvent, StopEvent};
+use crate::context::Context;
 use crate::event::{Event, EventType};
 use crate::run::{self, RunHandle, RunOptions};
 use crate::state::{JsonState, State, StateStore};
-use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepSpec};
+use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, StepSpec};
 use crate::validate::{self, BuildError, Validated, ValidationIssue};
 
 /// The validated, immutable definition shared by all runs of a workflow.
@@ -156,6 +158,27 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
     {
         self.steps.push(StepSpec::new(config, handler));
         self
+    }
+
+    /// The registration `#[workflow]` expands each step method to: `body`
+    /// gets the shared workflow value, the context and the event.
+    ///
+    /// The event and output bounds sit here, on named types, so a wrong type
+    /// is reported once, as itself — not as a closure that "is not a step
+    /// handler" (a closure's printed type carries its file's absolute path,
+    /// so such errors would also differ between checkouts).
+    #[doc(hidden)]
+    pub fn __step_method<W, E, F, Fut>(self, config: StepConfig, this: Arc<W>, body: F) -> Self
+    where
+        W: Send + Sync + 'static,
+        E: StepInput,
+        F: Fn(Arc<W>, Context, E) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: StepOutput,
+    {
+        self.step_with(config, move |ctx: Context, event: E| {
+            body(Arc::clone(&this), ctx, event)
+        })
     }
 
     /// Ends every run that takes longer than `timeout` (off by default).
