@@ -41,6 +41,12 @@ pub struct JournalConfig {
     pub snapshot_every: u64,
     /// At most this many messages go into one commit (default 65,536).
     pub max_batch: usize,
+    /// How long the writer lets work gather after waking before it commits
+    /// (default 1 ms; zero commits at once). Runs never wait for commits, so
+    /// this only delays durability, by at most this much, and saves a thread
+    /// wake-up per tick when ticks trickle in. [`Journal::flush`] does not wait
+    /// for it.
+    pub commit_delay: Duration,
 }
 
 impl Default for JournalConfig {
@@ -48,13 +54,16 @@ impl Default for JournalConfig {
         JournalConfig {
             snapshot_every: 10_000,
             max_batch: 65_536,
+            commit_delay: Duration::from_millis(1),
         }
     }
 }
 
 /// Something the writer must persist.
+/// Rare, large messages are boxed to keep the common ones (entries) small:
+/// the channel allocates its slots in blocks.
 pub(crate) enum WriterMsg {
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     Entry {
         run: Arc<str>,
         entry: Entry<AnyEvent>,
@@ -72,7 +81,9 @@ pub(crate) enum WriterMsg {
         run: Arc<str>,
         json: String,
     },
-    Status(StatusUpdate),
+    /// A status change; a stop event is turned into JSON by the writer, off
+    /// the run's path.
+    Status(Box<StatusUpdate>, Option<AnyEvent>),
     /// Messages that must be committed together (one tick and what it caused:
     /// its entry, the events it published, the run's final status).
     Group(Vec<WriterMsg>),
@@ -85,6 +96,8 @@ struct JournalInner {
     config: JournalConfig,
     last_error: Mutex<Option<StoreError>>,
     appended: AtomicU64,
+    /// Cuts the writer's commit delay short when someone waits for a flush.
+    flush_requested: tokio::sync::Notify,
 }
 
 /// Writes journaled runs to a store, batching writes (group commit).
@@ -116,6 +129,7 @@ impl Journal {
             config,
             last_error: Mutex::new(None),
             appended: AtomicU64::new(0),
+            flush_requested: tokio::sync::Notify::new(),
         });
         tokio::spawn(write_loop(Arc::clone(&inner), rx));
         Journal { inner }
@@ -132,6 +146,7 @@ impl Journal {
         if self.inner.tx.send(WriterMsg::Flush(tx)).is_err() {
             return Err(StoreError::Database("the journal writer has stopped".into()));
         }
+        self.inner.flush_requested.notify_one();
         rx.await
             .unwrap_or_else(|_| Err(StoreError::Database("the journal writer has stopped".into())))
     }
@@ -156,17 +171,53 @@ impl Journal {
     }
 }
 
-/// One group commit per wake-up: everything queued is written in one batch.
+/// One group commit per wake-up: everything queued is encoded into one
+/// batch, which the committer writes while the next one is being encoded
+/// (so encoding and the store's work overlap; batches stay in order).
 async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<WriterMsg>) {
+    // One batch waits while another is written: enough to overlap the two.
+    let (to_committer, batches) = mpsc::channel(1);
+    let committer = tokio::spawn(commit_loop(Arc::clone(&inner), batches));
     let mut messages = Vec::new();
-    while rx.recv_many(&mut messages, inner.config.max_batch).await > 0 {
-        let mut flushes = Vec::new();
-        let batch = encode(std::mem::take(&mut messages), &mut flushes, &inner);
+    let max = inner.config.max_batch;
+    while rx.recv_many(&mut messages, max).await > 0 {
+        let flushing = messages.iter().any(|m| matches!(m, WriterMsg::Flush(_)));
+        if !flushing && messages.len() < max && !inner.config.commit_delay.is_zero() {
+            // Let the group grow: while the writer sleeps, senders wake nobody
+            // (only a flush does).
+            tokio::select! {
+                () = tokio::time::sleep(inner.config.commit_delay) => {}
+                () = inner.flush_requested.notified() => {}
+            }
+            while messages.len() < max {
+                match rx.try_recv() {
+                    Ok(message) => messages.push(message),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut encoder = Encoder::default();
+        for message in messages.drain(..) {
+            encoder.add(message);
+        }
+        inner.appended.fetch_add(encoder.appended, Ordering::Relaxed);
+        if to_committer.send(encoder.finish()).await.is_err() {
+            break; // the committer stopped: the runtime is shutting down
+        }
+    }
+    drop(to_committer);
+    let _ = committer.await;
+}
+
+/// Writes encoded batches in order, then answers the flushes that came
+/// with each.
+async fn commit_loop(inner: Arc<JournalInner>, mut batches: mpsc::Receiver<Encoded>) {
+    while let Some((batch, flushes)) = batches.recv().await {
         let mut result = Ok(());
         if !batch.is_empty() {
             // A store hiccup (busy, I/O) is retried a few times before giving up.
             for attempt in 0..3u32 {
-                result = inner.store.write(batch.clone()).await;
+                result = inner.store.write(&batch).await;
                 if result.is_ok() {
                     break;
                 }
@@ -183,63 +234,102 @@ async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<Wr
     }
 }
 
+/// A batch ready to write and the flushes waiting for it.
+type Encoded = (WriteBatch, Vec<oneshot::Sender<Result<(), StoreError>>>);
+
 /// At most this many entries go into one stored row, so that a replay from a
 /// snapshot reads (and parses) at most this many entries it does not need.
 const ROW_ENTRIES: usize = 1024;
 
-fn entry_row(run: Arc<str>, first: u64, last: u64, rows: &[String]) -> EntryBatch {
-    EntryBatch {
-        run_id: run,
-        first_seq: first,
-        last_seq: last,
-        data: format!("[{}]", rows.join(",")),
+/// The row of consecutive entries of one run being written: a JSON array,
+/// serialised entry by entry straight into one buffer.
+struct OpenRow {
+    run: Arc<str>,
+    first: u64,
+    last: u64,
+    count: usize,
+    json: Vec<u8>,
+}
+
+impl OpenRow {
+    fn new(run: Arc<str>) -> Self {
+        let mut json = Vec::with_capacity(512);
+        json.push(b'[');
+        OpenRow {
+            run,
+            first: 0,
+            last: 0,
+            count: 0,
+            json,
+        }
+    }
+
+    fn push(&mut self, entry: &Entry<AnyEvent>) -> Result<(), serde_json::Error> {
+        let mark = self.json.len();
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        if let Err(error) = serde_json::to_writer(&mut self.json, entry) {
+            self.json.truncate(mark);
+            return Err(error);
+        }
+        if self.count == 0 {
+            self.first = entry.seq;
+        }
+        self.last = entry.seq;
+        self.count += 1;
+        Ok(())
+    }
+
+    fn close(mut self) -> EntryBatch {
+        self.json.push(b']');
+        EntryBatch {
+            run_id: self.run,
+            first_seq: self.first,
+            last_seq: self.last,
+            // serde_json writes UTF-8; the lossy path is never taken.
+            data: String::from_utf8(self.json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
     }
 }
 
-/// Turns messages into one batch: consecutive entries of a run become one
-/// row (or several, of at most `ROW_ENTRIES`).
-fn encode(
-    messages: Vec<WriterMsg>,
-    flushes: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
-    inner: &JournalInner,
-) -> WriteBatch {
-    let mut batch = WriteBatch::default();
-    let mut open: HashMap<Arc<str>, (u64, u64, Vec<String>)> = HashMap::new();
-    let mut order: Vec<Arc<str>> = Vec::new();
-    let mut states: HashMap<Arc<str>, String> = HashMap::new();
-    let mut snapshots: HashMap<Arc<str>, String> = HashMap::new();
-    // Groups are flattened in place, keeping the order of their messages.
-    let mut queue: std::collections::VecDeque<WriterMsg> = messages.into();
-    while let Some(message) = queue.pop_front() {
+/// Turns the messages of one wake-up into one batch: consecutive entries of a
+/// run become one row (or several, of at most `ROW_ENTRIES`); state and
+/// snapshots keep the latest per run.
+#[derive(Default)]
+struct Encoder {
+    batch: WriteBatch,
+    flushes: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    /// Open rows in the order their runs first appeared (`None` once written).
+    rows: Vec<Option<OpenRow>>,
+    /// Run → its open row in `rows`.
+    open: HashMap<Arc<str>, usize>,
+    /// The row used last: most messages continue the previous run.
+    last: Option<usize>,
+    states: HashMap<Arc<str>, String>,
+    snapshots: HashMap<Arc<str>, String>,
+    /// Run → its record in `batch.runs`: a run that starts and ends within
+    /// one batch is written once, with its final status.
+    new_runs: HashMap<String, usize>,
+    /// Entries encoded.
+    appended: u64,
+}
+
+impl Encoder {
+    fn add(&mut self, message: WriterMsg) {
         match message {
             WriterMsg::Group(group) => {
-                for message in group.into_iter().rev() {
-                    queue.push_front(message);
+                for message in group {
+                    self.add(message);
                 }
             }
-            WriterMsg::Run(record) => batch.runs.push(record),
-            WriterMsg::Entry { run, entry } => match serde_json::to_string(&entry) {
-                Ok(json) => {
-                    inner.appended.fetch_add(1, Ordering::Relaxed);
-                    let slot = open.entry(Arc::clone(&run)).or_insert_with(|| {
-                        order.push(Arc::clone(&run));
-                        (entry.seq, entry.seq, Vec::new())
-                    });
-                    slot.1 = entry.seq;
-                    slot.2.push(json);
-                    if slot.2.len() >= ROW_ENTRIES {
-                        // A full row; the run's next entries start another.
-                        if let Some((first, last, rows)) = open.remove(&run) {
-                            batch.entries.push(entry_row(run, first, last, &rows));
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(run_id = %run, seq = entry.seq, %error, "journal entry does not serialise")
-                }
-            },
+            WriterMsg::Run(record) => {
+                self.new_runs.insert(record.run_id.clone(), self.batch.runs.len());
+                self.batch.runs.push(*record);
+            }
+            WriterMsg::Entry { run, entry } => self.entry(run, &entry),
             WriterMsg::Published { run, seq, event } => match serde_json::to_string(&event) {
-                Ok(json) => batch.events.push(PublishedRecord {
+                Ok(json) => self.batch.events.push(PublishedRecord {
                     run_id: run,
                     seq,
                     event: json,
@@ -247,23 +337,73 @@ fn encode(
                 Err(error) => tracing::error!(run_id = %run, seq, %error, "published event does not serialise"),
             },
             WriterMsg::State { run, json } => {
-                states.insert(run, json);
+                self.states.insert(run, json);
             }
             WriterMsg::Snapshot { run, json } => {
-                snapshots.insert(run, json);
+                self.snapshots.insert(run, json);
             }
-            WriterMsg::Status(update) => batch.statuses.push(update),
-            WriterMsg::Flush(tx) => flushes.push(tx),
+            WriterMsg::Status(mut update, stop) => {
+                if let Some(stop) = stop {
+                    update.result = serde_json::to_value(&stop).ok();
+                }
+                self.status(*update);
+            }
+            WriterMsg::Flush(tx) => self.flushes.push(tx),
         }
     }
-    for run in order {
-        if let Some((first, last, rows)) = open.remove(&run) {
-            batch.entries.push(entry_row(run, first, last, &rows));
+
+    fn status(&mut self, update: StatusUpdate) {
+        match self.new_runs.get(&*update.run_id) {
+            Some(&index) => {
+                let record = &mut self.batch.runs[index];
+                record.status = update.status;
+                record.result = update.result;
+                record.error = update.error;
+                record.updated_at_ms = update.at_ms;
+            }
+            None => self.batch.statuses.push(update),
         }
     }
-    batch.states = states.into_iter().collect();
-    batch.snapshots = snapshots.into_iter().collect();
-    batch
+
+    fn entry(&mut self, run: Arc<str>, entry: &Entry<AnyEvent>) {
+        let slot = match self.last {
+            Some(slot) if self.rows[slot].as_ref().is_some_and(|row| Arc::ptr_eq(&row.run, &run)) => slot,
+            _ => match self.open.get(&run) {
+                Some(&slot) => slot,
+                None => {
+                    self.rows.push(Some(OpenRow::new(Arc::clone(&run))));
+                    let slot = self.rows.len() - 1;
+                    self.open.insert(Arc::clone(&run), slot);
+                    slot
+                }
+            },
+        };
+        self.last = Some(slot);
+        let Some(row) = self.rows[slot].as_mut() else {
+            return; // unreachable: open slots hold a row
+        };
+        if let Err(error) = row.push(entry) {
+            tracing::error!(run_id = %run, seq = entry.seq, %error, "journal entry does not serialise");
+            return;
+        }
+        self.appended += 1;
+        if row.count >= ROW_ENTRIES {
+            // A full row; the run's next entries start another.
+            if let Some(row) = self.rows[slot].take() {
+                self.open.remove(&row.run);
+                self.batch.entries.push(row.close());
+            }
+        }
+    }
+
+    fn finish(mut self) -> Encoded {
+        self.batch
+            .entries
+            .extend(self.rows.into_iter().flatten().map(OpenRow::close));
+        self.batch.states = self.states.into_iter().collect();
+        self.batch.snapshots = self.snapshots.into_iter().collect();
+        (self.batch, self.flushes)
+    }
 }
 
 /// A journaled run's connection to its journal.
@@ -361,14 +501,14 @@ impl RunJournal {
     }
 
     pub(crate) fn status(&mut self, status: RunStatus, result: Option<&AnyEvent>, error: Option<String>) {
-        let result = result.and_then(|e| serde_json::to_value(e).ok());
-        self.pending.push(WriterMsg::Status(StatusUpdate {
+        let update = StatusUpdate {
             run_id: Arc::clone(&self.run_id),
             status,
-            result,
+            result: None,
             error,
             at_ms: now_ms(),
-        }));
+        };
+        self.pending.push(WriterMsg::Status(Box::new(update), result.cloned()));
     }
 }
 
@@ -731,13 +871,14 @@ impl<S: Event, O: Event> Workflow<S, O> {
             let error = format!(
                 "run {run_id} has no journal entries: it stopped before its start event was recorded, so it cannot be resumed"
             );
-            journal.send(WriterMsg::Status(StatusUpdate {
+            let update = StatusUpdate {
                 run_id: run_id.into(),
                 status: RunStatus::Failed,
                 result: None,
                 error: Some(error),
                 at_ms: now_ms(),
-            }));
+            };
+            journal.send(WriterMsg::Status(Box::new(update), None));
             return Err(ResumeError::NothingRecorded {
                 run_id: run_id.to_owned(),
             });
@@ -753,13 +894,14 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 }),
             };
             let (status, stop, error) = run::ended_status(&result);
-            journal.send(WriterMsg::Status(StatusUpdate {
+            let update = StatusUpdate {
                 run_id: run_id.into(),
                 status,
-                result: stop.and_then(|e| serde_json::to_value(e).ok()),
+                result: None,
                 error,
                 at_ms: now_ms(),
-            }));
+            };
+            journal.send(WriterMsg::Status(Box::new(update), stop.cloned()));
             return Err(ResumeError::Finished {
                 run_id: run_id.to_owned(),
                 status,
@@ -954,7 +1096,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             source,
         })?;
         if let (Some(journal), Some(json)) = (options.journal_ref(), seed) {
-            let mut group = vec![WriterMsg::Run(RunRecord {
+            let mut group = vec![WriterMsg::Run(Box::new(RunRecord {
                 run_id: run_id.clone(),
                 workflow: self.core.name.clone(),
                 fingerprint: snapshot.fingerprint.clone(),
@@ -963,7 +1105,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 error: None,
                 created_at_ms: now_ms(),
                 updated_at_ms: now_ms(),
-            })];
+            }))];
             if let Some(json) = store.try_json() {
                 group.push(WriterMsg::State {
                     run: Arc::clone(&run_arc),

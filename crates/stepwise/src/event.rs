@@ -150,6 +150,7 @@ fn decode_as<E: Event>(value: serde_json::Value) -> Result<AnyEvent, serde_json:
 trait ErasedEvent: Any + Send + Sync {
     fn event_type(&self) -> EventType;
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+    fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>;
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn clone_arc(&self) -> Arc<dyn ErasedEvent>;
@@ -162,6 +163,9 @@ impl<E: Event> ErasedEvent for E {
     }
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::to_value(self)
+    }
+    fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -275,7 +279,9 @@ impl serde::Serialize for AnyEvent {
     /// `{"type": <stable name>, "value": <fields>}`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeStruct};
-        let value = self.to_json().map_err(S::Error::custom)?;
+        // The fields are written by the concrete type straight to JSON text:
+        // no `serde_json::Value` tree on the journal's hot path.
+        let value = self.0.to_raw_json().map_err(S::Error::custom)?;
         let mut s = serializer.serialize_struct("AnyEvent", 2)?;
         s.serialize_field("type", self.name())?;
         s.serialize_field("value", &value)?;

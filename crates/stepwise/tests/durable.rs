@@ -1078,7 +1078,7 @@ fn a_run_with_no_journal_entries_is_marked_failed() {
             updated_at_ms: 0,
         };
         store
-            .write(WriteBatch {
+            .write(&WriteBatch {
                 runs: vec![record],
                 ..WriteBatch::default()
             })
@@ -1325,6 +1325,7 @@ fn a_crash_at_any_commit_resumes_with_the_full_stream_exactly_once() {
     let config = JournalConfig {
         max_batch: 1,
         snapshot_every: 4,
+        ..JournalConfig::default()
     };
     let (run_id, full) = runtime().block_on(async {
         let journal = Journal::with_config(recording.clone(), config.clone());
@@ -1343,7 +1344,7 @@ fn a_crash_at_any_commit_resumes_with_the_full_stream_exactly_once() {
         runtime().block_on(async {
             let store = MemoryStore::new();
             for batch in &batches[..k] {
-                store.write(batch.clone()).await.unwrap();
+                store.write(batch).await.unwrap();
             }
             let journal = Journal::with_config(store.clone(), config.clone());
             let Some(record) = store.run(&run_id).await.unwrap() else {
@@ -1605,5 +1606,99 @@ fn replay_matches_live_when_times_are_not_whole_microseconds() {
         );
         assert_eq!(replayed.reducer_state(), live.reducer_state());
         assert_eq!(finish(handle).await.unwrap().result, "done");
+    });
+}
+
+// ------------------------------------------------------- the journal writer
+
+#[test]
+fn commits_reach_the_store_within_the_commit_delay_without_a_flush() {
+    paused_runtime().block_on(async {
+        let store = MemoryStore::new();
+        let journal = Journal::new(store.clone());
+        let handle = outcomes_flow().run_journaled(StartEvent::new(), &journal, RunOptions::new().run_id("r"));
+        assert_eq!(finish(handle).await.unwrap().result, 42);
+        // Nothing forces a commit; the writer's own delay (1 ms) does.
+        tokio::time::sleep(JournalConfig::default().commit_delay * 3).await;
+        let record = store.run("r").await.unwrap().expect("the run was committed");
+        assert_eq!(record.status, RunStatus::Completed);
+        assert_eq!(
+            record.result,
+            Some(json!({"type": "StopEvent", "value": {"result": 42}}))
+        );
+    });
+}
+
+#[test]
+fn a_run_that_starts_and_ends_in_one_commit_is_written_once_with_its_outcome() {
+    runtime().block_on(async {
+        let recording = Recording::default();
+        // A long delay puts the whole run in one commit.
+        let config = JournalConfig {
+            commit_delay: Duration::from_secs(3600),
+            ..JournalConfig::default()
+        };
+        let journal = Journal::with_config(recording.clone(), config);
+        let handle = outcomes_flow().run_journaled(StartEvent::new(), &journal, RunOptions::new().run_id("once"));
+        assert_eq!(finish(handle).await.unwrap().result, 42);
+        journal.flush().await.unwrap();
+        let batches = recording.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 1, "one commit");
+        assert_eq!(batches[0].runs.len(), 1);
+        assert_eq!(batches[0].runs[0].status, RunStatus::Completed);
+        assert!(batches[0].statuses.is_empty(), "no separate status update");
+        let record = recording.run("once").await.unwrap().unwrap();
+        assert_eq!(record.status, RunStatus::Completed);
+        assert_eq!(record.result.unwrap()["value"]["result"], 42);
+    });
+}
+
+#[test]
+fn generated_run_ids_sort_by_creation_time() {
+    runtime().block_on(async {
+        let wf = outcomes_flow();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let handle = wf.run_with(StartEvent::new(), RunOptions::new());
+            ids.push(handle.run_id().to_owned());
+            handle.await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 16 && id.chars().all(|c| c.is_ascii_alphanumeric())),
+            "{ids:?}"
+        );
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+    });
+}
+
+#[test]
+fn sqlite_checkpoints_the_log_into_the_database_file_in_the_background() {
+    let db = temp_db("checkpoint");
+    runtime().block_on(async {
+        let store = SqliteStore::open(&db.path).await.unwrap();
+        let empty = std::fs::metadata(&db.path).unwrap().len();
+        let journal = Journal::new(store.clone());
+        let wf = outcomes_flow();
+        for _ in 0..300 {
+            wf.run_journaled(StartEvent::new(), &journal, RunOptions::new())
+                .await
+                .unwrap();
+        }
+        journal.flush().await.unwrap();
+        // Far below SQLite's own checkpoint threshold; only ours copies it.
+        let mut grown = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if std::fs::metadata(&db.path).unwrap().len() > empty + 64 * 1024 {
+                grown = true;
+                break;
+            }
+        }
+        assert!(grown, "the database file did not grow from {empty} bytes");
+        assert_eq!(store.runs(RunFilter::default()).await.unwrap().len(), 300);
     });
 }

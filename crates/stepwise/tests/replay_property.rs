@@ -569,6 +569,7 @@ async fn crash_case(plan: &Plan, crashes: &[f64]) -> Result<(), String> {
     let config = JournalConfig {
         snapshot_every: plan.snapshot_every,
         max_batch: 1, // one tick per commit: a crash can fall between any two
+        ..JournalConfig::default()
     };
     let journal = Journal::with_config(recording.clone(), config.clone());
     let handle = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal));
@@ -582,7 +583,7 @@ async fn crash_case(plan: &Plan, crashes: &[f64]) -> Result<(), String> {
         let k = ((batches.len() as f64) * fraction) as usize;
         let store = MemoryStore::new();
         for batch in &batches[..k] {
-            store.write(batch.clone()).await.map_err(|e| e.to_string())?;
+            store.write(batch).await.map_err(|e| e.to_string())?;
         }
         let journal = Journal::with_config(store.clone(), config.clone());
         let Some(record) = store.run(&run_id).await.map_err(|e| e.to_string())? else {

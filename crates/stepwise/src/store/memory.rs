@@ -35,30 +35,36 @@ impl MemoryStore {
 }
 
 impl JournalStore for MemoryStore {
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, ()> {
         self.with(|t| {
-            for run in batch.runs {
+            for run in &batch.runs {
                 let order = t.next_order;
                 t.next_order += 1;
-                t.runs.insert(run.run_id.clone(), (order, run));
+                t.runs.insert(run.run_id.clone(), (order, run.clone()));
             }
-            for entry in batch.entries {
-                t.entries.entry(entry.run_id.to_string()).or_default().push(entry);
+            for entry in &batch.entries {
+                t.entries
+                    .entry(entry.run_id.to_string())
+                    .or_default()
+                    .push(entry.clone());
             }
-            for event in batch.events {
-                t.events.entry(event.run_id.to_string()).or_default().push(event);
+            for event in &batch.events {
+                t.events
+                    .entry(event.run_id.to_string())
+                    .or_default()
+                    .push(event.clone());
             }
-            for (run, state) in batch.states {
-                t.states.insert(run.to_string(), state);
+            for (run, state) in &batch.states {
+                t.states.insert(run.to_string(), state.clone());
             }
-            for (run, snapshot) in batch.snapshots {
-                t.snapshots.insert(run.to_string(), snapshot);
+            for (run, snapshot) in &batch.snapshots {
+                t.snapshots.insert(run.to_string(), snapshot.clone());
             }
-            for update in batch.statuses {
+            for update in &batch.statuses {
                 if let Some((_, record)) = t.runs.get_mut(&*update.run_id) {
                     record.status = update.status;
-                    record.result = update.result;
-                    record.error = update.error;
+                    record.result = update.result.clone();
+                    record.error = update.error.clone();
                     record.updated_at_ms = update.at_ms;
                 }
             }

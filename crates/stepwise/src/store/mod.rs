@@ -184,8 +184,9 @@ pub enum StoreError {
 /// Where journaled runs live. Implementations must apply each [`WriteBatch`]
 /// atomically and return entries and events in sequence order.
 pub trait JournalStore: Send + Sync + 'static {
-    /// Writes one batch atomically.
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()>;
+    /// Writes one batch atomically. The batch is borrowed so that the journal
+    /// can retry it after a failure without copying it first.
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, ()>;
     /// One run's record.
     fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>>;
     /// Runs matching `filter`, oldest first.

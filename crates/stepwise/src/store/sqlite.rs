@@ -5,6 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
@@ -56,6 +58,37 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Background WAL checkpoints (file databases only).
+    checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// Copies the write-ahead log back into the database file on its own
+/// connection, so that a commit never pays for it: SQLite's automatic
+/// checkpoint would run inside whichever commit crosses the threshold,
+/// copying megabytes and syncing the file on the journal writer's path.
+struct Checkpointer {
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Checkpoints run at most this often while commits keep coming.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+async fn checkpoint_loop(pool: SqlitePool, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        // PASSIVE: copies what it can without blocking the writer.
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(%error, "background WAL checkpoint failed; SQLite's own will run instead");
+        }
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+    }
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -76,7 +109,18 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
             .foreign_keys(true);
-        Self::connect(options).await
+        // The background checkpointer keeps the log short; the writer's own
+        // automatic checkpoint only backs it up (at 64 MiB of log).
+        let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "16384")).await?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(checkpoint_loop(checkpoints, Arc::clone(&wake)));
+        store.checkpointer = Some(Arc::new(Checkpointer { wake, task }));
+        Ok(store)
     }
 
     /// Opens a private in-memory database (for tests).
@@ -93,7 +137,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            pool,
+            checkpointer: None,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -154,10 +201,10 @@ impl SqliteStore {
             .rows_affected())
     }
 
-    async fn write_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    async fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for chunk in batch.runs.chunks(400) {
-            let sql = multi_row("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len(), " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
+            let sql = multi_row("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len(), " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at");
             let mut q = sqlx::query(&sql);
             for run in chunk {
                 q = q
@@ -236,7 +283,11 @@ impl SqliteStore {
             }
             q.execute(&mut *tx).await.map_err(db)?;
         }
-        tx.commit().await.map_err(db)
+        tx.commit().await.map_err(db)?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wake.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -282,7 +333,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
 }
 
 impl JournalStore for SqliteStore {
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, ()> {
         Box::pin(self.write_batch(batch))
     }
 

@@ -15,7 +15,7 @@ pub struct Recording {
 }
 
 impl JournalStore for Recording {
-    fn write(&self, batch: WriteBatch) -> StoreFuture<'_, ()> {
+    fn write<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, ()> {
         self.batches.lock().unwrap().push(batch.clone());
         self.inner.write(batch)
     }
