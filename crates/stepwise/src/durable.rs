@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{AnyEvent, Event};
 use crate::journal::{DecodeError, Decoder, Entry, StoredEvent, TickData};
-use crate::reducer::{Outcome, RunState};
+use crate::journal_text;
+use crate::reducer::{Outcome, RunState, Tick};
 use crate::run::{self, Begin, RunHandle, RunOptions};
 use crate::snapshot::Snapshot;
 use crate::store::{
@@ -42,7 +43,7 @@ pub struct JournalConfig {
     /// At most this many messages go into one commit (default 65,536).
     pub max_batch: usize,
     /// How long the writer lets work gather after waking before it commits
-    /// (default 1 ms; zero commits at once). Runs never wait for commits, so
+    /// (default 2 ms; zero commits at once). Runs never wait for commits, so
     /// this only delays durability, by at most this much, and saves a thread
     /// wake-up per tick when ticks trickle in. [`Journal::flush`] does not wait
     /// for it.
@@ -54,9 +55,18 @@ impl Default for JournalConfig {
         JournalConfig {
             snapshot_every: 10_000,
             max_batch: 65_536,
-            commit_delay: Duration::from_millis(1),
+            commit_delay: Duration::from_millis(2),
         }
     }
+}
+
+/// Consecutive journal entries of one run as JSON text: `[e1,e2` (written
+/// by the run itself, see [`journal_text`]; the writer adds the `]`).
+pub(crate) struct Entries {
+    run: Arc<str>,
+    first_seq: u64,
+    count: u64,
+    json: Vec<u8>,
 }
 
 /// Something the writer must persist.
@@ -64,10 +74,8 @@ impl Default for JournalConfig {
 /// the channel allocates its slots in blocks.
 pub(crate) enum WriterMsg {
     Run(Box<RunRecord>),
-    Entry {
-        run: Arc<str>,
-        entry: Entry<AnyEvent>,
-    },
+    /// Consecutive entries of one run, already JSON.
+    Entries(Entries),
     Published {
         run: Arc<str>,
         seq: u64,
@@ -239,46 +247,37 @@ type Encoded = (WriteBatch, Vec<oneshot::Sender<Result<(), StoreError>>>);
 
 /// At most this many entries go into one stored row, so that a replay from a
 /// snapshot reads (and parses) at most this many entries it does not need.
-const ROW_ENTRIES: usize = 1024;
+const ROW_ENTRIES: u64 = 1024;
 
 /// The row of consecutive entries of one run being written: a JSON array,
-/// serialised entry by entry straight into one buffer.
+/// built from the runs' own chunks of entry text.
 struct OpenRow {
     run: Arc<str>,
     first: u64,
     last: u64,
-    count: usize,
+    count: u64,
     json: Vec<u8>,
 }
 
 impl OpenRow {
-    fn new(run: Arc<str>) -> Self {
-        let mut json = Vec::with_capacity(512);
-        json.push(b'[');
+    /// A row starting with `entries` (whose text is kept, not copied).
+    fn new(mut entries: Entries) -> Self {
+        // Room for the run's next chunks, so they do not grow it step by step.
+        entries.json.reserve(entries.json.len() * 15);
         OpenRow {
-            run,
-            first: 0,
-            last: 0,
-            count: 0,
-            json,
+            run: entries.run,
+            first: entries.first_seq,
+            last: entries.first_seq + entries.count - 1,
+            count: entries.count,
+            json: entries.json,
         }
     }
 
-    fn push(&mut self, entry: &Entry<AnyEvent>) -> Result<(), serde_json::Error> {
-        let mark = self.json.len();
-        if self.count > 0 {
-            self.json.push(b',');
-        }
-        if let Err(error) = serde_json::to_writer(&mut self.json, entry) {
-            self.json.truncate(mark);
-            return Err(error);
-        }
-        if self.count == 0 {
-            self.first = entry.seq;
-        }
-        self.last = entry.seq;
-        self.count += 1;
-        Ok(())
+    fn extend(&mut self, entries: &Entries) {
+        self.json.push(b',');
+        self.json.extend_from_slice(entries.json.get(1..).unwrap_or_default());
+        self.last = entries.first_seq + entries.count - 1;
+        self.count += entries.count;
     }
 
     fn close(mut self) -> EntryBatch {
@@ -291,6 +290,13 @@ impl OpenRow {
             data: String::from_utf8(self.json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         }
     }
+}
+
+/// `{"type": .., "value": ..}` of `event` as text.
+fn event_text(event: &AnyEvent) -> Result<String, serde_json::Error> {
+    let mut json = Vec::with_capacity(128);
+    event.write_json(&mut json)?;
+    Ok(String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// Turns the messages of one wake-up into one batch: consecutive entries of a
@@ -327,8 +333,8 @@ impl Encoder {
                 self.new_runs.insert(record.run_id.clone(), self.batch.runs.len());
                 self.batch.runs.push(*record);
             }
-            WriterMsg::Entry { run, entry } => self.entry(run, &entry),
-            WriterMsg::Published { run, seq, event } => match serde_json::to_string(&event) {
+            WriterMsg::Entries(entries) => self.entries(entries),
+            WriterMsg::Published { run, seq, event } => match event_text(&event) {
                 Ok(json) => self.batch.events.push(PublishedRecord {
                     run_id: run,
                     seq,
@@ -365,29 +371,29 @@ impl Encoder {
         }
     }
 
-    fn entry(&mut self, run: Arc<str>, entry: &Entry<AnyEvent>) {
+    fn entries(&mut self, entries: Entries) {
+        self.appended += entries.count;
+        let run = Arc::clone(&entries.run);
         let slot = match self.last {
-            Some(slot) if self.rows[slot].as_ref().is_some_and(|row| Arc::ptr_eq(&row.run, &run)) => slot,
-            _ => match self.open.get(&run) {
-                Some(&slot) => slot,
-                None => {
-                    self.rows.push(Some(OpenRow::new(Arc::clone(&run))));
-                    let slot = self.rows.len() - 1;
-                    self.open.insert(Arc::clone(&run), slot);
-                    slot
+            Some(slot) if self.rows[slot].as_ref().is_some_and(|row| Arc::ptr_eq(&row.run, &run)) => Some(slot),
+            _ => self.open.get(&run).copied(),
+        };
+        let slot = match (slot, entries) {
+            (Some(slot), entries) => {
+                if let Some(row) = self.rows[slot].as_mut() {
+                    row.extend(&entries);
                 }
-            },
+                slot
+            }
+            (None, entries) => {
+                self.rows.push(Some(OpenRow::new(entries)));
+                let slot = self.rows.len() - 1;
+                self.open.insert(Arc::clone(&run), slot);
+                slot
+            }
         };
         self.last = Some(slot);
-        let Some(row) = self.rows[slot].as_mut() else {
-            return; // unreachable: open slots hold a row
-        };
-        if let Err(error) = row.push(entry) {
-            tracing::error!(run_id = %run, seq = entry.seq, %error, "journal entry does not serialise");
-            return;
-        }
-        self.appended += 1;
-        if row.count >= ROW_ENTRIES {
+        if self.rows[slot].as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
             // A full row; the run's next entries start another.
             if let Some(row) = self.rows[slot].take() {
                 self.open.remove(&row.run);
@@ -419,6 +425,11 @@ pub(crate) struct RunJournal {
     pub(crate) seq: u64,
     since_snapshot: u64,
     pending: Vec<WriterMsg>,
+    /// Entries appended since the last commit, as JSON text (comma-separated).
+    entries: Vec<u8>,
+    /// Their count and the first one's sequence number.
+    entry_count: u64,
+    first_seq: u64,
 }
 
 impl RunJournal {
@@ -429,6 +440,9 @@ impl RunJournal {
             seq,
             since_snapshot: 0,
             pending: Vec::new(),
+            entries: Vec::new(),
+            entry_count: 0,
+            first_seq: seq,
         }
     }
 
@@ -440,6 +454,18 @@ impl RunJournal {
     /// Hands the messages gathered since the last call to the writer, to be
     /// committed together.
     pub(crate) fn commit(&mut self) {
+        if self.entry_count > 0 {
+            let entries = Entries {
+                run: Arc::clone(&self.run_id),
+                first_seq: self.first_seq,
+                count: self.entry_count,
+                // A copy of exactly the right size; the run keeps its buffer.
+                json: self.entries.clone(),
+            };
+            self.entries.clear();
+            self.entry_count = 0;
+            self.pending.push(WriterMsg::Entries(entries));
+        }
         match self.pending.len() {
             0 => {}
             1 => {
@@ -451,18 +477,44 @@ impl RunJournal {
         }
     }
 
-    /// Appends one entry; returns true when a snapshot is due.
+    /// Appends `tick` (about to be reduced) as the next entry; returns true
+    /// when a snapshot is due.
+    pub(crate) fn append_tick(&mut self, tick: &Tick, state: &RunState, now: Duration) -> bool {
+        self.append_with(now, |out, seq, at_us| {
+            journal_text::write_tick(out, seq, at_us, tick, state)
+        })
+    }
+
+    /// Appends an entry given as data (waiters, collects); returns true when
+    /// a snapshot is due.
     pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> bool {
-        let entry = Entry {
-            seq: self.seq,
-            at_us: now.as_micros() as u64,
-            tick,
-        };
+        self.append_with(now, |out, seq, at_us| journal_text::write_entry(out, seq, at_us, tick))
+    }
+
+    fn append_with(
+        &mut self,
+        now: Duration,
+        write: impl FnOnce(&mut Vec<u8>, u64, u64) -> Result<(), serde_json::Error>,
+    ) -> bool {
+        let seq = self.seq;
         self.seq += 1;
-        self.pending.push(WriterMsg::Entry {
-            run: Arc::clone(&self.run_id),
-            entry,
-        });
+        let mark = self.entries.len();
+        // The chunk is a JSON array without its closing bracket.
+        self.entries.push(if self.entry_count == 0 { b'[' } else { b',' });
+        match write(&mut self.entries, seq, now.as_micros() as u64) {
+            Ok(()) => {
+                if self.entry_count == 0 {
+                    self.first_seq = seq;
+                }
+                self.entry_count += 1;
+            }
+            Err(error) => {
+                // The gap makes the run unresumable from here, with a clear
+                // error then; a run's events must serialise to be journaled.
+                self.entries.truncate(mark);
+                tracing::error!(run_id = %self.run_id, seq, %error, "journal entry does not serialise");
+            }
+        }
         self.since_snapshot += 1;
         let every = self.journal.config().snapshot_every;
         every > 0 && self.since_snapshot >= every

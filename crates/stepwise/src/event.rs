@@ -151,6 +151,7 @@ trait ErasedEvent: Any + Send + Sync {
     fn event_type(&self) -> EventType;
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
     fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>;
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn clone_arc(&self) -> Arc<dyn ErasedEvent>;
@@ -166,6 +167,9 @@ impl<E: Event> ErasedEvent for E {
     }
     fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
         serde_json::value::to_raw_value(self)
+    }
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(out, self)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -240,6 +244,17 @@ impl AnyEvent {
     /// Serialises the event's fields to JSON.
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         self.0.to_json()
+    }
+
+    /// Appends `{"type": <stable name>, "value": <fields>}` to `out` (what
+    /// `Serialize` writes, without going through a generic serializer).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(b"{\"type\":");
+        serde_json::to_writer(&mut *out, self.name())?;
+        out.extend_from_slice(b",\"value\":");
+        self.0.write_json(out)?;
+        out.push(b'}');
+        Ok(())
     }
 
     /// A deep copy that shares nothing with `self`.

@@ -62,6 +62,7 @@ mod error;
 mod event;
 pub mod graph;
 pub mod journal;
+mod journal_text;
 mod reducer;
 pub mod retry;
 mod run;

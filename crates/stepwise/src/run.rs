@@ -144,6 +144,15 @@ struct RunCore {
 
 impl RunCore {
     /// Records `tick` in the journal (if any) before it is reduced.
+    fn record_tick(&mut self, tick: &Tick, now: Duration) {
+        if let Some(journal) = self.journal.as_mut() {
+            if journal.append_tick(tick, &self.state, now) {
+                self.snapshot_due = true;
+            }
+        }
+    }
+
+    /// Records a tick given as data (waiters, collects) before it is reduced.
     fn record(&mut self, tick: impl FnOnce(&RunState) -> TickData<AnyEvent>, now: Duration) {
         if let Some(journal) = self.journal.as_mut() {
             let data = tick(&self.state);
@@ -215,7 +224,7 @@ impl RunShared {
         let mut guard = lock(&self.core);
         let core = &mut *guard;
         if !core.state.is_finished() {
-            core.record(|state| journal::record(&tick, state), now);
+            core.record_tick(&tick, now);
         }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
@@ -237,7 +246,7 @@ impl RunShared {
             result,
         };
         if !core.state.is_finished() {
-            core.record(|state| journal::record(&tick, state), now);
+            core.record_tick(&tick, now);
         }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
@@ -271,7 +280,7 @@ impl RunShared {
                 },
                 Effect::Publish(event) => Tick::Publish(event),
             };
-            core.record(|state| journal::record(&tick, state), now);
+            core.record_tick(&tick, now);
             core.state.reduce(tick, now, &mut core.commands);
             self.execute(core, now);
             return;
@@ -516,7 +525,7 @@ impl RunShared {
         }
         let core = &mut *guard;
         let tick = Tick::AddEvent { event, target, origin };
-        core.record(|state| journal::record(&tick, state), now);
+        core.record_tick(&tick, now);
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
         Ok(())

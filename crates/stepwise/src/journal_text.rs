@@ -1,0 +1,227 @@
+//! Journal entries written as JSON text straight from the run's ticks.
+//!
+//! A journaled run writes each tick it reduces into its own buffer, on its
+//! own thread, and hands the writer finished text: no intermediate tick
+//! value, no copy of events, nothing allocated on one thread and freed on
+//! another per tick. The format is exactly what [`Entry`]'s `Serialize`
+//! derive writes for [`journal::record`] of the tick (and so what its
+//! `Deserialize` reads back); the tests below compare the two on every
+//! shape. The common ticks (events added, steps finished, stream writes) are
+//! written by hand; the rare ones go through serde.
+
+use crate::event::AnyEvent;
+use crate::journal::{self, inv, Entry, TickData};
+use crate::reducer::{Effect, RunState, Tick};
+
+/// Appends `tick` as the journal entry `seq` to `out`. On error `out` may
+/// hold part of the entry (the caller truncates it).
+pub(crate) fn write_tick(
+    out: &mut Vec<u8>,
+    seq: u64,
+    at_us: u64,
+    tick: &Tick,
+    state: &RunState,
+) -> Result<(), serde_json::Error> {
+    let workflow = state.workflow();
+    let step_name = |step: usize| workflow.steps[step].name();
+    match tick {
+        Tick::AddEvent { event, target, origin } => {
+            head(out, seq, at_us);
+            out.extend_from_slice(b"{\"tick\":\"add_event\",\"event\":");
+            event.write_json(out)?;
+            if let Some(target) = target {
+                out.extend_from_slice(b",\"target\":");
+                serde_json::to_writer(&mut *out, step_name(*target))?;
+            }
+            if let Some(origin) = origin {
+                out.extend_from_slice(b",\"origin\":");
+                pair(out, inv(*origin));
+            }
+            out.extend_from_slice(b"}}");
+        }
+        Tick::StepDone {
+            invocation,
+            effects,
+            result: Ok(emitted),
+        } => {
+            head(out, seq, at_us);
+            out.extend_from_slice(b"{\"tick\":\"step_done\",\"invocation\":");
+            pair(out, inv(*invocation));
+            if !effects.is_empty() {
+                out.extend_from_slice(b",\"effects\":[");
+                for (i, effect) in effects.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match effect {
+                        Effect::Send { event, target } => {
+                            out.extend_from_slice(b"{\"effect\":\"send\",\"event\":");
+                            event.write_json(out)?;
+                            if let Some(target) = target {
+                                out.extend_from_slice(b",\"target\":");
+                                serde_json::to_writer(&mut *out, step_name(*target))?;
+                            }
+                        }
+                        Effect::Publish(event) => {
+                            out.extend_from_slice(b"{\"effect\":\"publish\",\"event\":");
+                            event.write_json(out)?;
+                        }
+                    }
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+            out.extend_from_slice(b",\"result\":{\"outcome\":\"ok\",\"events\":[");
+            for (i, event) in emitted.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                event.write_json(out)?;
+            }
+            out.extend_from_slice(b"]}}}");
+        }
+        Tick::Publish(event) => {
+            head(out, seq, at_us);
+            out.extend_from_slice(b"{\"tick\":\"publish\",\"event\":");
+            event.write_json(out)?;
+            out.extend_from_slice(b"}}");
+        }
+        rare => write_entry(out, seq, at_us, journal::record(rare, state))?,
+    }
+    Ok(())
+}
+
+/// Appends an entry given as data (the rare ticks) through serde.
+pub(crate) fn write_entry(
+    out: &mut Vec<u8>,
+    seq: u64,
+    at_us: u64,
+    tick: TickData<AnyEvent>,
+) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, &Entry { seq, at_us, tick })
+}
+
+/// `{"seq":N,"at_us":N,"tick":`
+fn head(out: &mut Vec<u8>, seq: u64, at_us: u64) {
+    out.extend_from_slice(b"{\"seq\":");
+    number(out, seq);
+    out.extend_from_slice(b",\"at_us\":");
+    number(out, at_us);
+    out.extend_from_slice(b",\"tick\":");
+}
+
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    // Digits into a stack buffer, most significant first.
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn pair(out: &mut Vec<u8>, [a, b]: [u32; 2]) {
+    out.push(b'[');
+    number(out, u64::from(a));
+    out.push(b',');
+    number(out, u64::from(b));
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::error::StepError;
+    use crate::reducer::InvocationId;
+    use crate::step::Emitted;
+    use crate::{StartEvent, StopEvent, Workflow};
+
+    fn state() -> RunState {
+        let wf: Workflow = Workflow::builder("shapes")
+            .step("first", |_: StartEvent| async { StopEvent::new(1) })
+            .build()
+            .unwrap();
+        RunState::new(Arc::clone(&wf.core), "run".into(), false)
+    }
+
+    fn events() -> (AnyEvent, AnyEvent) {
+        (
+            AnyEvent::new(
+                StartEvent::new()
+                    .with("topic", "quote \" and \\ and \u{e9}")
+                    .with("n", 3),
+            ),
+            AnyEvent::new(StopEvent::new(serde_json::json!({"nested": [1, 2.5, null, true]}))),
+        )
+    }
+
+    fn same_as_serde(tick: Tick) {
+        let state = state();
+        for (seq, at_us) in [(0, 0), (7, 1_234_567), (u64::MAX, u64::MAX)] {
+            let mut fast = Vec::new();
+            write_tick(&mut fast, seq, at_us, &tick, &state).unwrap();
+            let derived = serde_json::to_vec(&Entry {
+                seq,
+                at_us,
+                tick: journal::record(&tick, &state),
+            })
+            .unwrap();
+            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(derived).unwrap());
+        }
+    }
+
+    #[test]
+    fn every_tick_shape_is_written_as_serde_writes_it() {
+        let (a, b) = events();
+        let invocation = InvocationId::from_pair([3, u32::MAX]);
+        same_as_serde(Tick::AddEvent {
+            event: a.clone(),
+            target: None,
+            origin: None,
+        });
+        same_as_serde(Tick::AddEvent {
+            event: a.clone(),
+            target: Some(0),
+            origin: Some(invocation),
+        });
+        let two = || {
+            let mut two = Emitted::default();
+            two.push(a.clone());
+            two.push(b.clone());
+            two
+        };
+        for effects in [
+            vec![],
+            vec![
+                Effect::Send {
+                    event: a.clone(),
+                    target: None,
+                },
+                Effect::Send {
+                    event: b.clone(),
+                    target: Some(0),
+                },
+                Effect::Publish(a.clone()),
+            ],
+        ] {
+            for result in [Ok(Emitted::default()), Ok(two()), Err(StepError::msg("it \"broke\"\n"))] {
+                same_as_serde(Tick::StepDone {
+                    invocation,
+                    effects: effects.clone(),
+                    result,
+                });
+            }
+        }
+        same_as_serde(Tick::Publish(b));
+        same_as_serde(Tick::Cancel);
+        same_as_serde(Tick::Timeout);
+        same_as_serde(Tick::Resume);
+    }
+}
