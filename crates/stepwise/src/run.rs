@@ -331,7 +331,17 @@ impl RunShared {
 
     /// The run's state store, made (empty, of the declared type) on first use.
     pub(crate) fn state(&self) -> &StateStore {
-        self.state.get_or_init(|| (self.workflow.state.fresh)())
+        self.state.get_or_init(|| {
+            let store = (self.workflow.state.fresh)();
+            // A journaled run journals every change of its state.
+            if let Some(journal) = lock(&self.core).journal.as_ref() {
+                store.observe(Some(durable::state_observer(
+                    journal.journal.clone(),
+                    Arc::clone(&self.run_id),
+                )));
+            }
+            store
+        })
     }
 
     /// Time since the run started, on tokio's clock (so a paused test clock
@@ -607,14 +617,9 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         Begin::Fresh { start, options } => {
             let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
-            // The state store is made on first use unless the run needs it at
-            // once (given by the caller, or journaled): most runs never touch it.
-            let given = options.state.is_some();
-            let store = match (options.state, options.journal.is_some()) {
-                (Some(store), _) => Some(store),
-                (None, true) => Some((workflow.state.fresh)()),
-                (None, false) => None,
-            };
+            // The state store is made on first use unless the caller gave
+            // one: most runs never touch it.
+            let store = options.state;
             let journal = options.journal.map(|journal| {
                 let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
                 // Committed together with the start event's entry.
@@ -630,7 +635,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 })));
                 // A fresh state is not written: a resume without a stored
                 // state starts from a fresh one, which is the same thing.
-                if let Some(json) = store.as_ref().filter(|_| given).and_then(StateStore::try_json) {
+                if let Some(json) = store.as_ref().and_then(StateStore::try_json) {
                     run.queue(WriterMsg::State {
                         run: Arc::clone(&run_id),
                         json,

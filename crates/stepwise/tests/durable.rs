@@ -1702,3 +1702,51 @@ fn sqlite_checkpoints_the_log_into_the_database_file_in_the_background() {
         assert_eq!(store.runs(RunFilter::default()).await.unwrap().len(), 300);
     });
 }
+
+#[test]
+fn a_sqlite_batch_that_fails_part_way_leaves_nothing_and_the_store_usable() {
+    let db = temp_db("atomic");
+    runtime().block_on(async {
+        let store = SqliteStore::open(&db.path).await.unwrap();
+        let record = |id: &str| RunRecord {
+            run_id: id.into(),
+            workflow: "w".into(),
+            fingerprint: "f".into(),
+            status: RunStatus::Running,
+            result: None,
+            error: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let row = |id: &str| EntryBatch {
+            run_id: id.into(),
+            first_seq: 0,
+            last_seq: 0,
+            data: "[]".into(),
+        };
+        store
+            .write(&WriteBatch {
+                runs: vec![record("a")],
+                entries: vec![row("a")],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+        // The run record goes in first; the entry row then collides.
+        let failing = WriteBatch {
+            runs: vec![record("b")],
+            entries: vec![row("a")],
+            ..WriteBatch::default()
+        };
+        assert!(store.write(&failing).await.is_err());
+        assert!(store.run("b").await.unwrap().is_none(), "half a batch was kept");
+        store
+            .write(&WriteBatch {
+                runs: vec![record("c")],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+        assert!(store.run("c").await.unwrap().is_some());
+    });
+}

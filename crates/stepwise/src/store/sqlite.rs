@@ -201,94 +201,115 @@ impl SqliteStore {
             .rows_affected())
     }
 
+    /// Writes `batch` in one transaction, sent to SQLite's thread as one
+    /// text (`BEGIN`, a multi-row statement per table and chunk, `COMMIT`):
+    /// one round trip per group commit instead of one per statement.
     async fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        for chunk in batch.runs.chunks(400) {
-            let sql = multi_row("INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len(), " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at");
-            let mut q = sqlx::query(&sql);
-            for run in chunk {
-                q = q
-                    .bind(&run.run_id)
-                    .bind(&run.workflow)
-                    .bind(&run.fingerprint)
-                    .bind(run.status.as_str())
-                    .bind(run.result.as_ref().map(|v| v.to_string()))
-                    .bind(&run.error)
-                    .bind(run.created_at_ms)
-                    .bind(run.updated_at_ms);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
+        let sql = batch_sql(batch);
+        let mut q = sqlx::query(&sql).persistent(false);
+        // Bound in the order `batch_sql` writes the rows.
+        for run in &batch.runs {
+            q = q
+                .bind(&run.run_id)
+                .bind(&run.workflow)
+                .bind(&run.fingerprint)
+                .bind(run.status.as_str())
+                .bind(run.result.as_ref().map(|v| v.to_string()))
+                .bind(&run.error)
+                .bind(run.created_at_ms)
+                .bind(run.updated_at_ms);
         }
-        for chunk in batch.entries.chunks(500) {
-            let sql = multi_row(
-                "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
-                "(?, ?, ?, ?)",
-                chunk.len(),
-                "",
-            );
-            let mut q = sqlx::query(&sql);
-            for entry in chunk {
-                q = q
-                    .bind(&*entry.run_id)
-                    .bind(entry.first_seq as i64)
-                    .bind(entry.last_seq as i64)
-                    .bind(&entry.data);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
+        for entry in &batch.entries {
+            q = q
+                .bind(&*entry.run_id)
+                .bind(entry.first_seq as i64)
+                .bind(entry.last_seq as i64)
+                .bind(&entry.data);
         }
-        for chunk in batch.events.chunks(500) {
-            let sql = multi_row(
-                "INSERT INTO events (run_id, seq, event) VALUES ",
-                "(?, ?, ?)",
-                chunk.len(),
-                "",
-            );
-            let mut q = sqlx::query(&sql);
-            for event in chunk {
-                q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
+        for event in &batch.events {
+            q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
         }
-        for chunk in batch.states.chunks(500) {
-            let sql = multi_row(
-                "INSERT INTO run_state (run_id, state) VALUES ",
-                "(?, ?)",
-                chunk.len(),
-                " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
-            );
-            let mut q = sqlx::query(&sql);
-            for (run, state) in chunk {
-                q = q.bind(&**run).bind(state);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
+        for (run, state) in &batch.states {
+            q = q.bind(&**run).bind(state);
         }
         for (run, snapshot) in &batch.snapshots {
-            sqlx::query("INSERT INTO snapshots (run_id, snapshot) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot")
-                .bind(&**run)
-                .bind(snapshot)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            q = q.bind(&**run).bind(snapshot);
         }
-        for chunk in batch.statuses.chunks(400) {
-            let sql = multi_row("UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ", "(?, ?, ?, ?, ?)", chunk.len(), ") AS v WHERE runs.run_id = v.column1");
-            let mut q = sqlx::query(&sql);
-            for update in chunk {
-                q = q
-                    .bind(&*update.run_id)
-                    .bind(update.status.as_str())
-                    .bind(update.result.as_ref().map(|v| v.to_string()))
-                    .bind(&update.error)
-                    .bind(update.at_ms);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
+        for update in &batch.statuses {
+            q = q
+                .bind(&*update.run_id)
+                .bind(update.status.as_str())
+                .bind(update.result.as_ref().map(|v| v.to_string()))
+                .bind(&update.error)
+                .bind(update.at_ms);
         }
-        tx.commit().await.map_err(db)?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        if let Err(error) = q.execute(&mut *conn).await {
+            // A statement failed after BEGIN: nothing of the batch stays.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(db(error));
+        }
+        drop(conn);
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.wake.notify_one();
         }
         Ok(())
     }
+}
+
+/// Rows per multi-row statement (SQLite allows 32,766 parameters in one).
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// The text of one group commit; `write_batch` binds the rows in this order.
+fn batch_sql(batch: &WriteBatch) -> String {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut statements = |rows: usize, head: &str, row: &str, tail: &str| {
+        let mut left = rows;
+        while left > 0 {
+            let n = left.min(ROWS_PER_STATEMENT);
+            sql.push_str(&multi_row(head, row, n, tail));
+            sql.push_str(";\n");
+            left -= n;
+        }
+    };
+    statements(
+        batch.runs.len(),
+        "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?)",
+        " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+    );
+    statements(
+        batch.entries.len(),
+        "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
+        "(?, ?, ?, ?)",
+        "",
+    );
+    statements(
+        batch.events.len(),
+        "INSERT INTO events (run_id, seq, event) VALUES ",
+        "(?, ?, ?)",
+        "",
+    );
+    statements(
+        batch.states.len(),
+        "INSERT INTO run_state (run_id, state) VALUES ",
+        "(?, ?)",
+        " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+    );
+    statements(
+        batch.snapshots.len(),
+        "INSERT INTO snapshots (run_id, snapshot) VALUES ",
+        "(?, ?)",
+        " ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
+    );
+    statements(
+        batch.statuses.len(),
+        "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ",
+        "(?, ?, ?, ?, ?)",
+        ") AS v WHERE runs.run_id = v.column1",
+    );
+    sql.push_str("COMMIT;");
+    sql
 }
 
 /// `head` followed by `rows` comma-separated copies of `row` and `tail`: one
