@@ -108,10 +108,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
+            // 16 KiB pages (new files only; SQLite's default is 4 KiB): journal
+            // rows are a few KiB, and fewer, larger pages make appends and the
+            // log cheaper (measured ~8% on the journaled chain).
+            .page_size(16384)
             .foreign_keys(true);
         // The background checkpointer keeps the log short; the writer's own
-        // automatic checkpoint only backs it up (at 64 MiB of log).
-        let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "16384")).await?;
+        // automatic checkpoint only backs it up (at 4,096 pages: 64 MiB of log).
+        let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "4096")).await?;
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
