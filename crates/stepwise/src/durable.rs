@@ -249,45 +249,59 @@ type Encoded = (WriteBatch, Vec<oneshot::Sender<Result<(), StoreError>>>);
 /// snapshot reads (and parses) at most this many entries it does not need.
 const ROW_ENTRIES: u64 = 1024;
 
-/// The row of consecutive entries of one run being written: a JSON array,
-/// built from the runs' own chunks of entry text.
+/// The row of consecutive entries of one run being written: the runs' own
+/// chunks of entry text, joined into one JSON array when the batch closes
+/// (one allocation of the right size per row).
 struct OpenRow {
     run: Arc<str>,
     first: u64,
     last: u64,
     count: u64,
-    json: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+    len: usize,
 }
 
 impl OpenRow {
-    /// A row starting with `entries` (whose text is kept, not copied).
-    fn new(mut entries: Entries) -> Self {
-        // Room for the run's next chunks, so they do not grow it step by step.
-        entries.json.reserve(entries.json.len() * 15);
-        OpenRow {
-            run: entries.run,
+    fn new(entries: Entries) -> Self {
+        let mut row = OpenRow {
+            run: Arc::clone(&entries.run),
             first: entries.first_seq,
-            last: entries.first_seq + entries.count - 1,
-            count: entries.count,
-            json: entries.json,
-        }
+            last: entries.first_seq,
+            count: 0,
+            chunks: Vec::with_capacity(16),
+            len: 0,
+        };
+        row.extend(entries);
+        row
     }
 
-    fn extend(&mut self, entries: &Entries) {
-        self.json.push(b',');
-        self.json.extend_from_slice(entries.json.get(1..).unwrap_or_default());
+    fn extend(&mut self, entries: Entries) {
         self.last = entries.first_seq + entries.count - 1;
         self.count += entries.count;
+        self.len += entries.json.len();
+        self.chunks.push(entries.json);
     }
 
-    fn close(mut self) -> EntryBatch {
-        self.json.push(b']');
+    fn close(self) -> EntryBatch {
+        // Each chunk is `[e1,e2`: the first keeps its `[`, the others' becomes `,`.
+        let mut json = Vec::with_capacity(self.len + 1);
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(if i == 0 {
+                chunk
+            } else {
+                chunk.get(1..).unwrap_or_default()
+            });
+        }
+        json.push(b']');
         EntryBatch {
             run_id: self.run,
             first_seq: self.first,
             last_seq: self.last,
             // serde_json writes UTF-8; the lossy path is never taken.
-            data: String::from_utf8(self.json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            data: String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         }
     }
 }
@@ -381,7 +395,7 @@ impl Encoder {
         let slot = match (slot, entries) {
             (Some(slot), entries) => {
                 if let Some(row) = self.rows[slot].as_mut() {
-                    row.extend(&entries);
+                    row.extend(entries);
                 }
                 slot
             }
