@@ -264,54 +264,64 @@ impl SqliteStore {
 /// Rows per multi-row statement (SQLite allows 32,766 parameters in one).
 const ROWS_PER_STATEMENT: usize = 400;
 
+/// One table's multi-row statement: `head`, then a `row` of placeholders per
+/// row, then `tail`.
+struct RowsStatement {
+    head: &'static str,
+    row: &'static str,
+    tail: &'static str,
+}
+
+const INSERT_RUNS: RowsStatement = RowsStatement {
+    head: "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+};
+const INSERT_ENTRIES: RowsStatement = RowsStatement {
+    head: "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
+    row: "(?, ?, ?, ?)",
+    tail: "",
+};
+const INSERT_EVENTS: RowsStatement = RowsStatement {
+    head: "INSERT INTO events (run_id, seq, event) VALUES ",
+    row: "(?, ?, ?)",
+    tail: "",
+};
+const UPSERT_STATES: RowsStatement = RowsStatement {
+    head: "INSERT INTO run_state (run_id, state) VALUES ",
+    row: "(?, ?)",
+    tail: " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+};
+const UPSERT_SNAPSHOTS: RowsStatement = RowsStatement {
+    head: "INSERT INTO snapshots (run_id, snapshot) VALUES ",
+    row: "(?, ?)",
+    tail: " ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
+};
+const UPDATE_STATUSES: RowsStatement = RowsStatement {
+    head: "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ",
+    row: "(?, ?, ?, ?, ?)",
+    tail: ") AS v WHERE runs.run_id = v.column1",
+};
+
 /// The text of one group commit; `write_batch` binds the rows in this order.
 fn batch_sql(batch: &WriteBatch) -> String {
     let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    let mut statements = |rows: usize, head: &str, row: &str, tail: &str| {
+    for (rows, statement) in [
+        (batch.runs.len(), &INSERT_RUNS),
+        (batch.entries.len(), &INSERT_ENTRIES),
+        (batch.events.len(), &INSERT_EVENTS),
+        (batch.states.len(), &UPSERT_STATES),
+        (batch.snapshots.len(), &UPSERT_SNAPSHOTS),
+        (batch.statuses.len(), &UPDATE_STATUSES),
+    ] {
         let mut left = rows;
         while left > 0 {
             let n = left.min(ROWS_PER_STATEMENT);
-            sql.push_str(&multi_row(head, row, n, tail));
+            sql.push_str(&multi_row(statement.head, statement.row, n, statement.tail));
             sql.push_str(";\n");
             left -= n;
         }
-    };
-    statements(
-        batch.runs.len(),
-        "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?)",
-        " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
-    );
-    statements(
-        batch.entries.len(),
-        "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
-        "(?, ?, ?, ?)",
-        "",
-    );
-    statements(
-        batch.events.len(),
-        "INSERT INTO events (run_id, seq, event) VALUES ",
-        "(?, ?, ?)",
-        "",
-    );
-    statements(
-        batch.states.len(),
-        "INSERT INTO run_state (run_id, state) VALUES ",
-        "(?, ?)",
-        " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
-    );
-    statements(
-        batch.snapshots.len(),
-        "INSERT INTO snapshots (run_id, snapshot) VALUES ",
-        "(?, ?)",
-        " ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
-    );
-    statements(
-        batch.statuses.len(),
-        "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ",
-        "(?, ?, ?, ?, ?)",
-        ") AS v WHERE runs.run_id = v.column1",
-    );
+    }
     sql.push_str("COMMIT;");
     sql
 }
