@@ -70,8 +70,26 @@ impl Stored {
     }
 
     fn step_dones(&self) -> usize {
-        // An entry is `{"seq", "at_us", "tick": {"tick": <kind>, …}}`.
-        self.entries.iter().filter(|e| e["tick"]["tick"] == "step_done").count()
+        self.entries.iter().filter(|e| entry_kind(e) == "step_done").count()
+    }
+}
+
+/// An entry is `{"seq", "at_us", "tick": {"tick": <kind>, …}}`, or in the
+/// compact form `[seq, at_us, "a" | "d" | "p", …]` (see `stepwise::journal`).
+fn entry_seq(entry: &Value) -> u64 {
+    entry
+        .get(0)
+        .unwrap_or(&entry["seq"])
+        .as_u64()
+        .expect("an entry has a sequence number")
+}
+
+fn entry_kind(entry: &Value) -> &str {
+    match entry[2].as_str() {
+        Some("a") => "add_event",
+        Some("d") => "step_done",
+        Some("p") => "publish",
+        _ => entry["tick"]["tick"].as_str().unwrap_or_default(),
     }
 }
 
@@ -228,7 +246,7 @@ fn crash_and_recover(name: &str, marker: &str) {
     assert_eq!(after.events[..before.events.len()], before.events[..]);
     // The journal: consecutive entries, one step_done per completed
     // invocation (start, 5 × work, 5 × gather).
-    let seqs: Vec<u64> = after.entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = after.entries.iter().map(entry_seq).collect();
     assert_eq!(seqs, (0..after.entries.len() as u64).collect::<Vec<_>>());
     assert_eq!(after.step_dones(), 11, "{marker}");
     assert_eq!(after.entries[..before.entries.len()], before.entries[..]);

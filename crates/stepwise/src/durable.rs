@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::{AnyEvent, Event};
-use crate::journal::{DecodeError, Decoder, Entry, StoredEvent, TickData};
+use crate::journal::{DecodeError, Decoder, Entry, StoredEntry, StoredEvent, TickData};
 use crate::journal_text;
 use crate::reducer::{Outcome, RunState, Tick};
 use crate::run::{self, Begin, RunHandle, RunOptions};
@@ -732,13 +732,13 @@ pub(crate) fn parse_entries(
     let mut expected = from_seq;
     let mut entries = Vec::new();
     for batch in batches {
-        let rows: Vec<Entry<StoredEvent>> = serde_json::from_str(&batch.data).map_err(|e| {
+        let rows: Vec<StoredEntry> = serde_json::from_str(&batch.data).map_err(|e| {
             decode(DecodeError::Malformed {
                 what: format!("journal entries {}..={}", batch.first_seq, batch.last_seq),
                 reason: e.to_string(),
             })
         })?;
-        for entry in rows {
+        for StoredEntry(entry) in rows {
             if entry.seq < expected {
                 continue; // covered by the snapshot
             }

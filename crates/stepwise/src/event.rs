@@ -257,6 +257,17 @@ impl AnyEvent {
         Ok(())
     }
 
+    /// Appends `["<stable name>", <fields>]` to `out` (the journal's compact
+    /// form).
+    pub(crate) fn write_compact_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'[');
+        serde_json::to_writer(&mut *out, self.name())?;
+        out.push(b',');
+        self.0.write_json(out)?;
+        out.push(b']');
+        Ok(())
+    }
+
     /// A deep copy that shares nothing with `self`.
     pub fn deep_clone(&self) -> AnyEvent {
         AnyEvent(self.0.clone_arc())

@@ -2,8 +2,20 @@
 //!
 //! Replaying a run's journal through the reducer rebuilds its state exactly,
 //! because the reducer is deterministic and each entry carries the time it
-//! was reduced at. Entries are written as JSON; events inside them are
-//! `{"type": <stable name>, "value": <fields>}` and are decoded through the
+//! was reduced at. Entries are written as JSON, in one of two forms:
+//!
+//! - the full form, an object: `{"seq": 3, "at_us": 120, "tick": {"tick":
+//!   "step_done", "invocation": [2, 0], "result": {"outcome": "ok", "events":
+//!   [{"type": "B", "value": {..}}]}}}` — what [`Entry`]'s serde derive
+//!   writes, used for every kind of tick;
+//! - the compact form, an array, for the three ticks nearly every run is made
+//!   of (and a third of the size): `[seq, at_us, "a", ["Name", {..}]]` (an
+//!   event entered from outside the run's steps), `[seq, at_us, "d", slot,
+//!   generation, [["Name", {..}], ..]]` (a step finished with these events and
+//!   no deferred sends), `[seq, at_us, "p", ["Name", {..}]]` (a stream write).
+//!
+//! Readers accept both, so journals written before the compact form existed
+//! still replay. Events are decoded by their stable names through the
 //! workflow's event registry when read back.
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +46,85 @@ impl StoredEvent {
             name: event.name().to_owned(),
             value: event.to_json()?,
         })
+    }
+}
+
+/// A stored entry in either form (see the module docs).
+pub(crate) struct StoredEntry(pub(crate) Entry<StoredEvent>);
+
+impl<'de> Deserialize<'de> for StoredEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StoredEntryVisitor)
+    }
+}
+
+struct StoredEntryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StoredEntryVisitor {
+    type Value = StoredEntry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a journal entry (an object, or a compact array)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<StoredEntry, A::Error> {
+        Entry::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StoredEntry)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StoredEntry, A::Error> {
+        use serde::de::Error;
+        let seq_no: u64 = element(&mut seq, 0)?;
+        let at_us: u64 = element(&mut seq, 1)?;
+        let kind: String = element(&mut seq, 2)?;
+        let tick = match kind.as_str() {
+            "a" => TickData::AddEvent {
+                event: element::<CompactEvent, _>(&mut seq, 3)?.0,
+                target: None,
+                origin: None,
+            },
+            "d" => {
+                let slot: u32 = element(&mut seq, 3)?;
+                let generation: u32 = element(&mut seq, 4)?;
+                let events: Vec<CompactEvent> = element(&mut seq, 5)?;
+                TickData::StepDone {
+                    invocation: [slot, generation],
+                    effects: Vec::new(),
+                    result: ResultData::Ok {
+                        events: events.into_iter().map(|e| e.0).collect(),
+                    },
+                }
+            }
+            "p" => TickData::Publish {
+                event: element::<CompactEvent, _>(&mut seq, 3)?.0,
+            },
+            other => return Err(A::Error::unknown_variant(other, &["a", "d", "p"])),
+        };
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom(
+                "a compact entry has more elements than its kind takes",
+            ));
+        }
+        Ok(StoredEntry(Entry {
+            seq: seq_no,
+            at_us,
+            tick,
+        }))
+    }
+}
+
+/// The compact entry's element at `index`.
+fn element<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(seq: &mut A, index: usize) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| serde::de::Error::invalid_length(index, &"a compact journal entry"))
+}
+
+/// An event in the compact form: `["Name", {fields}]`.
+struct CompactEvent(StoredEvent);
+
+impl<'de> Deserialize<'de> for CompactEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (name, value) = <(String, Value)>::deserialize(deserializer)?;
+        Ok(CompactEvent(StoredEvent { name, value }))
     }
 }
 

@@ -735,7 +735,8 @@ fn an_unknown_event_name_is_a_clear_error() {
     let (run_id, error) = resume_damaged(
         "unknown-event",
         0,
-        r#"UPDATE journal SET entries = replace(entries, '"type":"A"', '"type":"Vanished"')"#,
+        // Events are `["A", ..]` in compact entries, `{"type":"A", ..}` in full ones.
+        r#"UPDATE journal SET entries = replace(replace(entries, '"type":"A"', '"type":"Vanished"'), '["A",', '["Vanished",')"#,
     );
     assert!(
         matches!(&error, ResumeError::Decode { source: DecodeError::UnknownEvent { event, workflow }, .. }
@@ -754,7 +755,7 @@ fn an_event_that_no_longer_decodes_is_a_clear_error() {
     let (run_id, error) = resume_damaged(
         "bad-event",
         0,
-        r#"UPDATE journal SET entries = replace(entries, '{"type":"A","value":1}', '{"type":"A","value":"one"}')"#,
+        r#"UPDATE journal SET entries = replace(replace(entries, '{"type":"A","value":1}', '{"type":"A","value":"one"}'), '["A",1]', '["A","one"]')"#,
     );
     assert!(
         matches!(&error, ResumeError::Decode { source: DecodeError::BadEvent { event, .. }, .. } if event == "A"),
@@ -1420,7 +1421,12 @@ fn an_event_sent_right_after_a_resume_does_not_run_a_step_twice() {
         journal.flush().await.unwrap();
         let entries = store.entries(&run_id, 0).await.unwrap();
         let first: Value = serde_json::from_str(&entries[0].data).unwrap();
-        assert_eq!(first[0]["tick"]["event"]["type"], "StartEvent", "{first}");
+        // The compact form of "an event entered": [seq, at_us, "a", [name, fields]].
+        assert_eq!(
+            (&first[0][2], &first[0][3][0]),
+            (&json!("a"), &json!("StartEvent")),
+            "{first}"
+        );
     });
     assert_eq!((drafts.get(), reviews.get()), (2, 2), "one review per answer");
 }
