@@ -46,14 +46,9 @@ pub(crate) fn write_tick(
             number(out, u64::from(slot));
             out.push(b',');
             number(out, u64::from(generation));
-            out.extend_from_slice(b",[");
-            for (i, event) in emitted.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                event.write_compact_json(out)?;
-            }
-            out.extend_from_slice(b"]]");
+            out.push(b',');
+            list(out, emitted.iter(), |out, event| event.write_compact_json(out))?;
+            out.push(b']');
         }
         Tick::Publish(event) => {
             compact_head(out, seq, at_us, b'p');
@@ -83,11 +78,8 @@ pub(crate) fn write_tick(
             out.extend_from_slice(b"{\"tick\":\"step_done\",\"invocation\":");
             pair(out, inv(*invocation));
             if !effects.is_empty() {
-                out.extend_from_slice(b",\"effects\":[");
-                for (i, effect) in effects.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
+                out.extend_from_slice(b",\"effects\":");
+                list(out, effects, |out, effect| {
                     match effect {
                         Effect::Send { event, target } => {
                             out.extend_from_slice(b"{\"effect\":\"send\",\"event\":");
@@ -103,17 +95,12 @@ pub(crate) fn write_tick(
                         }
                     }
                     out.push(b'}');
-                }
-                out.push(b']');
+                    Ok(())
+                })?;
             }
-            out.extend_from_slice(b",\"result\":{\"outcome\":\"ok\",\"events\":[");
-            for (i, event) in emitted.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                event.write_json(out)?;
-            }
-            out.extend_from_slice(b"]}}}");
+            out.extend_from_slice(b",\"result\":{\"outcome\":\"ok\",\"events\":");
+            list(out, emitted.iter(), |out, event| event.write_json(out))?;
+            out.extend_from_slice(b"}}}");
         }
         rare => write_entry(out, seq, at_us, journal::record(rare, state))?,
     }
@@ -128,6 +115,23 @@ pub(crate) fn write_entry(
     tick: TickData<AnyEvent>,
 ) -> Result<(), serde_json::Error> {
     serde_json::to_writer(out, &Entry { seq, at_us, tick })
+}
+
+/// `[a,b,..]`, each item written by `write`.
+fn list<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item)?;
+    }
+    out.push(b']');
+    Ok(())
 }
 
 /// `[N,N,"k",` — a compact entry up to its kind-specific part.
