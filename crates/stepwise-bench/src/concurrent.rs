@@ -17,7 +17,7 @@ use crate::measure::{self, emit};
 /// The hidden subcommand that runs one measurement in a child process.
 pub const CHILD: &str = "__concurrent_child";
 
-fn workflow() -> Workflow {
+pub(crate) fn workflow() -> Workflow {
     Workflow::builder("three")
         .step("s1", |ev: StartEvent| async move {
             A {

@@ -19,12 +19,8 @@
 use std::path::PathBuf;
 
 use stepwise::store::{MemoryStore, SqliteStore};
-use stepwise::{
-    AnyEvent, Emitted, EventType, Journal, JournalConfig, RunOptions, StartEvent, StepError, StepInput, StepOutput,
-    StopEvent, Workflow,
-};
+use stepwise::{Journal, JournalConfig, RunOptions, StartEvent, Workflow};
 
-use crate::events::{LoopEvent, A, B};
 use crate::measure::{self, emit};
 
 const STEPS: u64 = 10;
@@ -98,25 +94,12 @@ pub fn bench_chain() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn three_steps() -> Workflow {
-    Workflow::builder("three")
-        .step("s1", |ev: StartEvent| async move {
-            A {
-                x: ev.get("x").unwrap_or(0),
-            }
-        })
-        .step("s2", |ev: A| async move { B { x: ev.x + 1 } })
-        .step("s3", |ev: B| async move { StopEvent::new(ev.x + 1) })
-        .build()
-        .expect("3-step workflow is valid")
-}
-
 pub fn bench_append() {
     let dir = temp_dir();
     let rt = measure::runtime(2);
     let path = dir.join("append.db");
     let samples = measure::run_on(&rt, async move {
-        let wf = three_steps();
+        let wf = crate::concurrent::workflow();
         let mut samples = Vec::new();
         for rep in 0..5 {
             // A fresh file per repetition, so every one appends to the same size.
@@ -145,67 +128,13 @@ pub fn bench_append() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `StartEvent | LoopEvent` (as in `self_loop.rs`).
-enum LoopIn {
-    Start,
-    Again(LoopEvent),
-}
-
-impl StepInput for LoopIn {
-    fn accepted_types() -> Vec<EventType> {
-        vec![EventType::of::<StartEvent>(), EventType::of::<LoopEvent>()]
-    }
-    fn from_event(event: AnyEvent) -> Result<Self, AnyEvent> {
-        event
-            .downcast::<LoopEvent>()
-            .map(LoopIn::Again)
-            .or_else(|event| event.downcast::<StartEvent>().map(|_| LoopIn::Start))
-    }
-}
-
-/// `LoopEvent | StopEvent`.
-enum LoopOut {
-    Again(LoopEvent),
-    Stop(StopEvent),
-}
-
-impl StepOutput for LoopOut {
-    fn emitted_types() -> Vec<EventType> {
-        vec![EventType::of::<LoopEvent>(), EventType::of::<StopEvent>()]
-    }
-    fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
-        match self {
-            LoopOut::Again(ev) => out.push(ev.into()),
-            LoopOut::Stop(ev) => out.push(ev.into()),
-        }
-        Ok(())
-    }
-}
-
-fn self_loop() -> Workflow {
-    Workflow::builder("loop")
-        .step("loop", |ev: LoopIn| async move {
-            let n = match ev {
-                LoopIn::Start => 0,
-                LoopIn::Again(ev) => ev.n,
-            };
-            if n >= LOOP_N {
-                LoopOut::Stop(StopEvent::new(n))
-            } else {
-                LoopOut::Again(LoopEvent { n: n + 1 })
-            }
-        })
-        .build()
-        .expect("loop workflow is valid")
-}
-
 pub fn bench_replay() {
     let dir = temp_dir();
     let rt = measure::runtime(2);
     let files = dir.clone();
     let (full, snapshots, entries, record_s) = measure::run_on(&rt, async move {
         let dir = files;
-        let wf = self_loop();
+        let wf = crate::self_loop::workflow(LOOP_N);
         let mut out = Vec::new();
         for snapshot_every in [0, JournalConfig::default().snapshot_every] {
             let path = dir.join(format!("loop-{snapshot_every}.db"));

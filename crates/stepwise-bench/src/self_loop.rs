@@ -46,7 +46,7 @@ impl StepOutput for LoopOut {
     }
 }
 
-fn workflow(k: u64) -> Workflow {
+pub(crate) fn workflow(k: u64) -> Workflow {
     Workflow::builder("loop")
         .step("loop", move |ev: LoopIn| async move {
             let n = match ev {
