@@ -60,8 +60,9 @@ impl Default for JournalConfig {
     }
 }
 
-/// Consecutive journal entries of one run as JSON text: `[e1,e2` (written
-/// by the run itself, see [`journal_text`]; the writer adds the `]`).
+/// Consecutive journal entries of one run as JSON text, comma-separated
+/// (written by the run itself, see [`journal_text`]; the writer makes rows
+/// of them).
 pub(crate) struct Entries {
     run: Arc<str>,
     first_seq: u64,
@@ -249,7 +250,7 @@ type Encoded = (WriteBatch, Vec<oneshot::Sender<Result<(), StoreError>>>);
 /// snapshot reads (and parses) at most this many entries it does not need.
 const ROW_ENTRIES: u64 = 1024;
 
-/// The row of consecutive entries of one run being written: the runs' own
+/// The row of consecutive entries of one run being written: the run's own
 /// chunks of entry text, joined into one JSON array when the batch closes
 /// (one allocation of the right size per row).
 struct OpenRow {
@@ -258,7 +259,6 @@ struct OpenRow {
     last: u64,
     count: u64,
     chunks: Vec<Vec<u8>>,
-    len: usize,
 }
 
 impl OpenRow {
@@ -269,7 +269,6 @@ impl OpenRow {
             last: entries.first_seq,
             count: 0,
             chunks: Vec::with_capacity(16),
-            len: 0,
         };
         row.extend(entries);
         row
@@ -278,22 +277,15 @@ impl OpenRow {
     fn extend(&mut self, entries: Entries) {
         self.last = entries.first_seq + entries.count - 1;
         self.count += entries.count;
-        self.len += entries.json.len();
         self.chunks.push(entries.json);
     }
 
     fn close(self) -> EntryBatch {
-        // Each chunk is `[e1,e2`: the first keeps its `[`, the others' becomes `,`.
-        let mut json = Vec::with_capacity(self.len + 1);
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            if i > 0 {
-                json.push(b',');
-            }
-            json.extend_from_slice(if i == 0 {
-                chunk
-            } else {
-                chunk.get(1..).unwrap_or_default()
-            });
+        let len: usize = self.chunks.iter().map(|chunk| chunk.len() + 1).sum();
+        let mut json = Vec::with_capacity(len + 1);
+        for chunk in &self.chunks {
+            json.push(if json.is_empty() { b'[' } else { b',' });
+            json.extend_from_slice(chunk);
         }
         json.push(b']');
         EntryBatch {
@@ -324,8 +316,6 @@ struct Encoder {
     rows: Vec<Option<OpenRow>>,
     /// Run → its open row in `rows`.
     open: HashMap<Arc<str>, usize>,
-    /// The row used last: most messages continue the previous run.
-    last: Option<usize>,
     states: HashMap<Arc<str>, String>,
     snapshots: HashMap<Arc<str>, String>,
     /// Run → its record in `batch.runs`: a run that starts and ends within
@@ -387,26 +377,19 @@ impl Encoder {
 
     fn entries(&mut self, entries: Entries) {
         self.appended += entries.count;
-        let run = Arc::clone(&entries.run);
-        let slot = match self.last {
-            Some(slot) if self.rows[slot].as_ref().is_some_and(|row| Arc::ptr_eq(&row.run, &run)) => Some(slot),
-            _ => self.open.get(&run).copied(),
-        };
-        let slot = match (slot, entries) {
-            (Some(slot), entries) => {
+        let slot = match self.open.get(&entries.run) {
+            Some(&slot) => {
                 if let Some(row) = self.rows[slot].as_mut() {
                     row.extend(entries);
                 }
                 slot
             }
-            (None, entries) => {
+            None => {
+                self.open.insert(Arc::clone(&entries.run), self.rows.len());
                 self.rows.push(Some(OpenRow::new(entries)));
-                let slot = self.rows.len() - 1;
-                self.open.insert(Arc::clone(&run), slot);
-                slot
+                self.rows.len() - 1
             }
         };
-        self.last = Some(slot);
         if self.rows[slot].as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
             // A full row; the run's next entries start another.
             if let Some(row) = self.rows[slot].take() {
@@ -513,8 +496,9 @@ impl RunJournal {
         let seq = self.seq;
         self.seq += 1;
         let mark = self.entries.len();
-        // The chunk is a JSON array without its closing bracket.
-        self.entries.push(if self.entry_count == 0 { b'[' } else { b',' });
+        if self.entry_count > 0 {
+            self.entries.push(b',');
+        }
         match write(&mut self.entries, seq, now.as_micros() as u64) {
             Ok(()) => {
                 if self.entry_count == 0 {

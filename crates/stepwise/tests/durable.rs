@@ -1756,3 +1756,14 @@ fn a_sqlite_batch_that_fails_part_way_leaves_nothing_and_the_store_usable() {
         assert!(store.run("c").await.unwrap().is_some());
     });
 }
+
+#[test]
+fn new_sqlite_files_use_16_kib_pages() {
+    let db = temp_db("pages");
+    runtime().block_on(async {
+        SqliteStore::open(&db.path).await.unwrap();
+        // The page size is in the file's header (bytes 16–17, big-endian).
+        let header = std::fs::read(&db.path).unwrap();
+        assert_eq!(u16::from_be_bytes([header[16], header[17]]), 16384);
+    });
+}
