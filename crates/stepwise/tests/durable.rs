@@ -1201,7 +1201,7 @@ fn run_records_and_streams_in_sqlite() {
         check_records(SqliteStore::open(&path).await.unwrap()).await;
         // A second store on the same file sees everything.
         let other = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(other.schema_version().await.unwrap(), 1);
+        assert_eq!(other.schema_version().await.unwrap(), 2);
         assert_eq!(other.run("ok").await.unwrap().unwrap().status, RunStatus::Completed);
         assert_eq!(other.events("ok", 0).await.unwrap().len(), 6);
         assert!(!other.entries("ok", 0).await.unwrap().is_empty());
@@ -1209,7 +1209,7 @@ fn run_records_and_streams_in_sqlite() {
     runtime().block_on(async {
         // And so does one opened later, in another runtime.
         let reopened = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(reopened.schema_version().await.unwrap(), 1);
+        assert_eq!(reopened.schema_version().await.unwrap(), 2);
         assert_eq!(reopened.runs(RunFilter::default()).await.unwrap().len(), 3);
     });
 }
@@ -1240,7 +1240,7 @@ fn the_sqlite_store_is_one_file_in_wal_mode() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
         conn.close().await.unwrap();
     });
 }
@@ -1382,9 +1382,9 @@ fn sqlite_store_futures_are_send() {
     assert_send(&in_memory);
     runtime().block_on(async {
         let store = tokio::spawn(open).await.unwrap().unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        assert_eq!(store.schema_version().await.unwrap(), 2);
         let store = tokio::spawn(in_memory).await.unwrap().unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        assert_eq!(store.schema_version().await.unwrap(), 2);
     });
 }
 
@@ -1765,5 +1765,62 @@ fn new_sqlite_files_use_16_kib_pages() {
         // The page size is in the file's header (bytes 16–17, big-endian).
         let header = std::fs::read(&db.path).unwrap();
         assert_eq!(u16::from_be_bytes([header[16], header[17]]), 16384);
+    });
+}
+
+#[test]
+fn a_version_1_file_is_migrated_and_lists_its_unfinished_runs_from_an_index() {
+    use sqlx::Connection;
+    let db = temp_db("migrate-v1");
+    runtime().block_on(async {
+        // A file as the first schema left it (migration 1, verbatim).
+        let url = format!("sqlite://{}?mode=rwc", db.path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0);
+             CREATE TABLE runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                 status TEXT NOT NULL, result TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE INDEX runs_by_status ON runs (status, workflow);
+             CREATE TABLE journal (run_id TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+                 entries TEXT NOT NULL, PRIMARY KEY (run_id, first_seq));
+             CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+             CREATE TABLE run_state (run_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+             CREATE TABLE snapshots (run_id TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
+             INSERT INTO runs VALUES ('b-done', 'w', 'f', 'completed', NULL, NULL, 2, 2);
+             INSERT INTO runs VALUES ('a-open', 'w', 'f', 'running', NULL, NULL, 1, 1);
+             INSERT INTO runs VALUES ('c-open', 'w', 'f', 'running', NULL, NULL, 3, 3);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(&db.path).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 2);
+        let unfinished = store
+            .runs(RunFilter {
+                statuses: vec![RunStatus::Running],
+                ..RunFilter::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = unfinished.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["a-open", "c-open"], "oldest first");
+        assert_eq!(store.runs(RunFilter::default()).await.unwrap().len(), 3);
+
+        let url = format!("sqlite://{}", db.path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        // The listing reads the partial index, not the whole table.
+        let detail: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as("EXPLAIN QUERY PLAN SELECT * FROM runs WHERE status = 'running' ORDER BY created_at, rowid")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert!(
+            detail.iter().any(|(_, _, _, d)| d.contains("runs_unfinished")),
+            "{detail:?}"
+        );
+        conn.close().await.unwrap();
     });
 }
