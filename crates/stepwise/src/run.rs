@@ -206,6 +206,18 @@ thread_local! {
     static POLLING_RUN: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Queues `event` for the stream's reader (dropped when nobody will read).
+fn enqueue(mut outbox: MutexGuard<'_, Outbox>, event: AnyEvent) {
+    if outbox.stream == StreamState::Detached {
+        return;
+    }
+    outbox.events.push_back(event);
+    if let Some(waker) = outbox.stream_waker.take() {
+        drop(outbox);
+        waker.wake();
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the reducer half-updated in a
     // way that matters more than losing the run, so keep going.
@@ -441,9 +453,19 @@ impl RunShared {
 
     fn execute(&self, core: &mut RunCore, now: Duration) {
         let mut handoff = false;
+        // A journaled run's published events reach its stream only once the
+        // tick's journal group is handed to the writer: whoever sees an event
+        // and then flushes the journal finds it committed.
+        let mut held = Vec::new();
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => self.publish(event, core.journal.as_deref_mut()),
+                Command::Publish(event) => match core.journal.as_deref_mut() {
+                    Some(journal) => {
+                        self.number(&event, journal);
+                        held.push(event);
+                    }
+                    None => self.publish(event),
+                },
                 Command::Schedule { at, timer } => {
                     core.timers.push((at, timer));
                     handoff = true;
@@ -487,26 +509,33 @@ impl RunShared {
         if let Some(journal) = core.journal.as_mut() {
             journal.commit();
         }
+        for event in held {
+            self.deliver(event);
+        }
         if handoff && !self.pending.swap(true, Ordering::AcqRel) && POLLING_RUN.get() != self.address() {
             self.driver.wake();
         }
     }
 
-    fn publish(&self, event: AnyEvent, journal: Option<&mut RunJournal>) {
+    /// Numbers `event` and puts it on the stream (unjournaled runs).
+    fn publish(&self, event: AnyEvent) {
+        let mut outbox = lock(&self.outbox);
+        outbox.published += 1;
+        enqueue(outbox, event);
+    }
+
+    /// Gives `event` the run's next stream sequence number and records it in
+    /// the journal; [`RunShared::deliver`] puts it on the stream later.
+    fn number(&self, event: &AnyEvent, journal: &mut RunJournal) {
         let mut outbox = lock(&self.outbox);
         let seq = outbox.published;
         outbox.published += 1;
-        if let Some(journal) = journal {
-            journal.published(seq, &event);
-        }
-        if outbox.stream == StreamState::Detached {
-            return;
-        }
-        outbox.events.push_back(event);
-        if let Some(waker) = outbox.stream_waker.take() {
-            drop(outbox);
-            waker.wake();
-        }
+        journal.published(seq, event);
+    }
+
+    /// Puts an already numbered event on the stream.
+    fn deliver(&self, event: AnyEvent) {
+        enqueue(lock(&self.outbox), event);
     }
 
     /// Sends an event into the run from a step or from outside.

@@ -1824,3 +1824,31 @@ fn a_version_1_file_is_migrated_and_lists_its_unfinished_runs_from_an_index() {
         conn.close().await.unwrap();
     });
 }
+
+#[test]
+fn an_event_seen_on_the_stream_is_committed_by_a_flush_right_after() {
+    // The reader runs on another worker thread than the run; without the
+    // ordering guarantee a flush could overtake the tick that published.
+    runtime().block_on(async {
+        let store = MemoryStore::new();
+        let journal = Journal::new(store.clone());
+        let wf = outcomes_flow();
+        for i in 0..1000 {
+            let handle = wf.run_journaled(
+                StartEvent::new().with("mode", "wait"),
+                &journal,
+                RunOptions::new().run_id(format!("seen-{i}")),
+            );
+            let mut stream = handle.stream_events().unwrap();
+            read_until(&handle, &mut stream, |e| e.is::<WorkflowIdle>()).await;
+            journal.flush().await.unwrap();
+            let stored = stored_stream(&store, &format!("seen-{i}")).await;
+            assert_eq!(
+                stored.last().map(String::as_str),
+                Some("WorkflowIdle"),
+                "run {i}: {stored:?}"
+            );
+            handle.cancel();
+        }
+    });
+}
