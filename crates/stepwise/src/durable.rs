@@ -17,7 +17,7 @@
 //! committed together, so a crash never applies half a tick.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,8 +83,6 @@ struct LogInner {
     rows: Vec<LogRow>,
     /// Other messages, in the order the run gave them.
     messages: Vec<WriterMsg>,
-    /// The text size of the last row taken: the next row's first capacity.
-    row_hint: usize,
 }
 
 /// Consecutive entries of one run as the text of a JSON array still open at
@@ -107,8 +105,9 @@ impl RunLog {
     }
 
     /// Adds a group: `count` entries from `first_seq` on (comma-separated
-    /// JSON text) and `messages`. True when the writer must be told.
-    fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>) -> bool {
+    /// JSON text) and `messages`; a new row starts with `row_hint` bytes of
+    /// room. True when the writer must be told.
+    fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>, row_hint: usize) -> bool {
         let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if count > 0 {
             match log.rows.last_mut() {
@@ -118,7 +117,7 @@ impl RunLog {
                     row.count += count;
                 }
                 _ => {
-                    let mut json = Vec::with_capacity(log.row_hint.max(entries.len() + 2));
+                    let mut json = Vec::with_capacity(row_hint.max(entries.len() + 2));
                     json.push(b'[');
                     json.extend_from_slice(entries);
                     log.rows.push(LogRow { first_seq, count, json });
@@ -135,9 +134,6 @@ impl RunLog {
     fn take(&self) -> (Vec<LogRow>, Vec<WriterMsg>) {
         let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         log.queued = false;
-        if let Some(row) = log.rows.last() {
-            log.row_hint = (row.json.len() + 1).min(MAX_ROW_HINT);
-        }
         (std::mem::take(&mut log.rows), std::mem::take(&mut log.messages))
     }
 }
@@ -192,6 +188,10 @@ struct JournalInner {
     appended: AtomicU64,
     /// Cuts the writer's commit delay short when someone waits for a flush.
     flush_requested: tokio::sync::Notify,
+    /// The text size of the last row the writer took: a new row's first
+    /// capacity, so that a run's row rarely grows (a reallocation here would
+    /// free memory the writer's thread is freeing into too).
+    row_hint: AtomicUsize,
 }
 
 /// Writes journaled runs to a store, batching writes (group commit).
@@ -224,6 +224,7 @@ impl Journal {
             last_error: Mutex::new(None),
             appended: AtomicU64::new(0),
             flush_requested: tokio::sync::Notify::new(),
+            row_hint: AtomicUsize::new(0),
         });
         tokio::spawn(write_loop(Arc::clone(&inner), rx));
         Journal { inner }
@@ -295,6 +296,9 @@ async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<Wr
             encoder.add(message);
         }
         inner.appended.fetch_add(encoder.appended, Ordering::Relaxed);
+        if encoder.row_hint > 0 {
+            inner.row_hint.store(encoder.row_hint, Ordering::Relaxed);
+        }
         if to_committer.send(encoder.finish()).await.is_err() {
             break; // the committer stopped: the runtime is shutting down
         }
@@ -356,6 +360,8 @@ struct Encoder {
     new_runs: HashMap<String, usize>,
     /// Entries encoded.
     appended: u64,
+    /// The size of the last row taken (see `JournalInner::row_hint`).
+    row_hint: usize,
 }
 
 impl Encoder {
@@ -372,6 +378,9 @@ impl Encoder {
             }
             WriterMsg::Handover(log) => {
                 let (rows, messages) = log.take();
+                if let Some(row) = rows.last() {
+                    self.row_hint = (row.json.len() + 1).min(MAX_ROW_HINT);
+                }
                 for row in rows {
                     self.appended += row.count;
                     self.batch.entries.push(row.close(&log.run));
@@ -472,9 +481,14 @@ impl RunJournal {
         if self.entry_count == 0 && self.pending.is_empty() {
             return;
         }
-        let tell = self
-            .log
-            .add(self.first_seq, self.entry_count, &self.entries, &mut self.pending);
+        let row_hint = self.journal.inner.row_hint.load(Ordering::Relaxed);
+        let tell = self.log.add(
+            self.first_seq,
+            self.entry_count,
+            &self.entries,
+            &mut self.pending,
+            row_hint,
+        );
         self.entries.clear();
         self.entry_count = 0;
         if tell {
@@ -1213,15 +1227,15 @@ mod tests {
         let log = RunLog::new("r".into());
         let mut none = Vec::new();
         assert!(
-            log.add(0, 2, &entries(0..2), &mut none),
+            log.add(0, 2, &entries(0..2), &mut none, 0),
             "the first group tells the writer"
         );
-        assert!(!log.add(2, 1, &entries(2..3), &mut none), "it has been told already");
+        assert!(!log.add(2, 1, &entries(2..3), &mut none, 0), "it has been told already");
         let mut messages = vec![WriterMsg::State {
             run: "r".into(),
             json: "{}".into(),
         }];
-        assert!(!log.add(3, 0, &[], &mut messages));
+        assert!(!log.add(3, 0, &[], &mut messages, 0));
         assert!(messages.is_empty(), "messages move into the log");
         let (rows, messages) = log.take();
         assert_eq!(messages.len(), 1);
@@ -1230,7 +1244,7 @@ mod tests {
         assert_eq!((rows[0].first_seq, rows[0].last_seq), (0, 2));
         assert_eq!(rows[0].data, "[[0],[1],[2]]");
         assert!(
-            log.add(3, 1, &entries(3..4), &mut none),
+            log.add(3, 1, &entries(3..4), &mut none, 0),
             "after a take the writer is told again"
         );
         assert_eq!(row_texts(&log), [(3, 3, "[[3]]".to_owned())]);
@@ -1242,7 +1256,7 @@ mod tests {
         let mut none = Vec::new();
         let mut seq = 0;
         while seq < ROW_ENTRIES + 5 {
-            log.add(seq, 1, &entries(seq..seq + 1), &mut none);
+            log.add(seq, 1, &entries(seq..seq + 1), &mut none, 0);
             seq += 1;
         }
         let rows = row_texts(&log);
