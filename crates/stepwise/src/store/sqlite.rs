@@ -218,51 +218,16 @@ impl SqliteStore {
             .rows_affected())
     }
 
-    /// Writes `batch` in one transaction, sent to SQLite's thread as one
-    /// text (`BEGIN`, a multi-row statement per table and chunk, `COMMIT`):
-    /// one round trip per group commit instead of one per statement.
+    /// Writes `batch` in one transaction: a multi-row statement per table
+    /// and chunk of rows. Row counts are padded to powers of two (see
+    /// [`padded`]), so that every batch uses the same few statement texts,
+    /// which SQLite prepares once and keeps (parsing a statement of hundreds
+    /// of rows costs as much as running it).
     async fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let sql = batch_sql(batch);
-        let mut q = sqlx::query(&sql).persistent(false);
-        // Bound in the order `batch_sql` writes the rows.
-        for run in &batch.runs {
-            q = q
-                .bind(&run.run_id)
-                .bind(&run.workflow)
-                .bind(&run.fingerprint)
-                .bind(run.status.as_str())
-                .bind(run.result.as_ref().map(|v| v.to_string()))
-                .bind(&run.error)
-                .bind(run.created_at_ms)
-                .bind(run.updated_at_ms);
-        }
-        for entry in &batch.entries {
-            q = q
-                .bind(&*entry.run_id)
-                .bind(entry.first_seq as i64)
-                .bind(entry.last_seq as i64)
-                .bind(&entry.data);
-        }
-        for event in &batch.events {
-            q = q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event);
-        }
-        for (run, state) in &batch.states {
-            q = q.bind(&**run).bind(state);
-        }
-        for (run, snapshot) in &batch.snapshots {
-            q = q.bind(&**run).bind(snapshot);
-        }
-        for update in &batch.statuses {
-            q = q
-                .bind(&*update.run_id)
-                .bind(update.status.as_str())
-                .bind(update.result.as_ref().map(|v| v.to_string()))
-                .bind(&update.error)
-                .bind(update.at_ms);
-        }
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        if let Err(error) = q.execute(&mut *conn).await {
-            // A statement failed after BEGIN: nothing of the batch stays.
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db)?;
+        if let Err(error) = write_rows(&mut conn, batch).await {
+            // Nothing of the batch stays.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             return Err(db(error));
         }
@@ -274,84 +239,193 @@ impl SqliteStore {
     }
 }
 
-/// Rows per multi-row statement (SQLite allows 32,766 parameters in one).
-const ROWS_PER_STATEMENT: usize = 400;
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Every row of `batch`, then `COMMIT`, inside the caller's transaction.
+async fn write_rows(conn: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), sqlx::Error> {
+    insert(conn, Table::Runs, &batch.runs, |q, run| {
+        q.bind(&run.run_id)
+            .bind(&run.workflow)
+            .bind(&run.fingerprint)
+            .bind(run.status.as_str())
+            .bind(run.result.as_ref().map(|v| v.to_string()))
+            .bind(&run.error)
+            .bind(run.created_at_ms)
+            .bind(run.updated_at_ms)
+    })
+    .await?;
+    insert(conn, Table::Entries, &batch.entries, |q, entry| {
+        q.bind(&*entry.run_id)
+            .bind(entry.first_seq as i64)
+            .bind(entry.last_seq as i64)
+            .bind(&entry.data)
+    })
+    .await?;
+    insert(conn, Table::Events, &batch.events, |q, event| {
+        q.bind(&*event.run_id).bind(event.seq as i64).bind(&event.event)
+    })
+    .await?;
+    insert(conn, Table::States, &batch.states, |q, (run, state)| {
+        q.bind(&**run).bind(state)
+    })
+    .await?;
+    insert(conn, Table::Snapshots, &batch.snapshots, |q, (run, snapshot)| {
+        q.bind(&**run).bind(snapshot)
+    })
+    .await?;
+    insert(conn, Table::Statuses, &batch.statuses, |q, update| {
+        q.bind(&*update.run_id)
+            .bind(update.status.as_str())
+            .bind(update.result.as_ref().map(|v| v.to_string()))
+            .bind(&update.error)
+            .bind(update.at_ms)
+    })
+    .await?;
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Writes `rows` into `table`, [`ROWS_PER_STATEMENT`] at a time.
+async fn insert<'q, T>(
+    conn: &mut sqlx::SqliteConnection,
+    table: Table,
+    rows: &'q [T],
+    bind: impl Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
+) -> Result<(), sqlx::Error> {
+    let statement = table.statement();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let size = padded(chunk.len());
+        let mut q = sqlx::query(statement_text(table, size));
+        for row in chunk {
+            q = bind(q, row);
+        }
+        // Padding rows: all NULL, skipped by every statement.
+        for _ in 0..statement.columns * (size - chunk.len()) {
+            q = q.bind(None::<i64>);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rows per multi-row statement (SQLite allows 32,766 parameters in one); a
+/// power of two, like every padded row count.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// How many rows a statement for `rows` rows has: the next power of two, so
+/// that there are few statement texts to prepare and keep.
+fn padded(rows: usize) -> usize {
+    rows.next_power_of_two()
+}
+
+/// The tables a batch writes, in the order it writes them.
+#[derive(Copy, Clone)]
+enum Table {
+    Runs,
+    Entries,
+    Events,
+    States,
+    Snapshots,
+    Statuses,
+}
+
+impl Table {
+    const ALL: [Table; 6] = [
+        Table::Runs,
+        Table::Entries,
+        Table::Events,
+        Table::States,
+        Table::Snapshots,
+        Table::Statuses,
+    ];
+
+    fn statement(self) -> &'static RowsStatement {
+        match self {
+            Table::Runs => &INSERT_RUNS,
+            Table::Entries => &INSERT_ENTRIES,
+            Table::Events => &INSERT_EVENTS,
+            Table::States => &UPSERT_STATES,
+            Table::Snapshots => &UPSERT_SNAPSHOTS,
+            Table::Statuses => &UPDATE_STATUSES,
+        }
+    }
+}
+
+/// The statement writing `rows` (a power of two up to
+/// [`ROWS_PER_STATEMENT`]) rows into `table`; the texts are made once.
+fn statement_text(table: Table, rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<Vec<String>>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        Table::ALL
+            .iter()
+            .map(|table| {
+                (0..=ROWS_PER_STATEMENT.trailing_zeros())
+                    .map(|bits| multi_row(table.statement(), 1 << bits))
+                    .collect()
+            })
+            .collect()
+    });
+    &texts[table as usize][rows.trailing_zeros() as usize]
+}
 
 /// One table's multi-row statement: `head`, then a `row` of placeholders per
-/// row, then `tail`.
+/// row, then `tail`. Rows whose first column is NULL are padding and skipped.
 struct RowsStatement {
     head: &'static str,
     row: &'static str,
     tail: &'static str,
+    columns: usize,
 }
 
 const INSERT_RUNS: RowsStatement = RowsStatement {
-    head: "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) VALUES ",
+    head: "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) SELECT * FROM (VALUES ",
     row: "(?, ?, ?, ?, ?, ?, ?, ?)",
-    tail: " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+    columns: 8,
 };
 const INSERT_ENTRIES: RowsStatement = RowsStatement {
-    head: "INSERT INTO journal (run_id, first_seq, last_seq, entries) VALUES ",
+    head: "INSERT INTO journal (run_id, first_seq, last_seq, entries) SELECT * FROM (VALUES ",
     row: "(?, ?, ?, ?)",
-    tail: "",
+    tail: ") WHERE column1 IS NOT NULL",
+    columns: 4,
 };
 const INSERT_EVENTS: RowsStatement = RowsStatement {
-    head: "INSERT INTO events (run_id, seq, event) VALUES ",
+    head: "INSERT INTO events (run_id, seq, event) SELECT * FROM (VALUES ",
     row: "(?, ?, ?)",
-    tail: "",
+    tail: ") WHERE column1 IS NOT NULL",
+    columns: 3,
 };
 const UPSERT_STATES: RowsStatement = RowsStatement {
-    head: "INSERT INTO run_state (run_id, state) VALUES ",
+    head: "INSERT INTO run_state (run_id, state) SELECT * FROM (VALUES ",
     row: "(?, ?)",
-    tail: " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+    columns: 2,
 };
 const UPSERT_SNAPSHOTS: RowsStatement = RowsStatement {
-    head: "INSERT INTO snapshots (run_id, snapshot) VALUES ",
+    head: "INSERT INTO snapshots (run_id, snapshot) SELECT * FROM (VALUES ",
     row: "(?, ?)",
-    tail: " ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
+    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
+    columns: 2,
 };
 const UPDATE_STATUSES: RowsStatement = RowsStatement {
     head: "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ",
     row: "(?, ?, ?, ?, ?)",
     tail: ") AS v WHERE runs.run_id = v.column1",
+    columns: 5,
 };
 
-/// The text of one group commit; `write_batch` binds the rows in this order.
-fn batch_sql(batch: &WriteBatch) -> String {
-    let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    for (rows, statement) in [
-        (batch.runs.len(), &INSERT_RUNS),
-        (batch.entries.len(), &INSERT_ENTRIES),
-        (batch.events.len(), &INSERT_EVENTS),
-        (batch.states.len(), &UPSERT_STATES),
-        (batch.snapshots.len(), &UPSERT_SNAPSHOTS),
-        (batch.statuses.len(), &UPDATE_STATUSES),
-    ] {
-        let mut left = rows;
-        while left > 0 {
-            let n = left.min(ROWS_PER_STATEMENT);
-            sql.push_str(&multi_row(statement.head, statement.row, n, statement.tail));
-            sql.push_str(";\n");
-            left -= n;
-        }
-    }
-    sql.push_str("COMMIT;");
-    sql
-}
-
-/// `head` followed by `rows` comma-separated copies of `row` and `tail`: one
-/// statement inserts (or updates) many rows, which is what makes a group
-/// commit cheap on SQLite.
-fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
-    sql.push_str(head);
+/// `statement` for `rows` rows: one statement inserts (or updates) many rows,
+/// which is what makes a group commit cheap on SQLite.
+fn multi_row(statement: &RowsStatement, rows: usize) -> String {
+    let mut sql = String::with_capacity(statement.head.len() + rows * (statement.row.len() + 1) + statement.tail.len());
+    sql.push_str(statement.head);
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str(row);
+        sql.push_str(statement.row);
     }
-    sql.push_str(tail);
+    sql.push_str(statement.tail);
     sql
 }
 
@@ -492,5 +566,106 @@ impl JournalStore for SqliteStore {
                 .await
                 .map_err(db)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StatusUpdate;
+
+    fn run(i: usize) -> RunRecord {
+        RunRecord {
+            run_id: format!("run-{i:03}"),
+            workflow: "w".into(),
+            fingerprint: "f".into(),
+            status: RunStatus::Running,
+            result: None,
+            error: None,
+            created_at_ms: i as i64,
+            updated_at_ms: i as i64,
+        }
+    }
+
+    /// Row counts that are not powers of two, and more rows than one
+    /// statement holds: padding rows must never be written.
+    #[tokio::test]
+    async fn padded_statements_write_exactly_the_batch() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let runs: Vec<RunRecord> = (0..3).map(run).collect();
+        let one: Arc<str> = "run-000".into();
+        let entries = (0..300u64)
+            .map(|i| EntryBatch {
+                run_id: Arc::clone(&one),
+                first_seq: i,
+                last_seq: i,
+                data: format!("[[{i}]]"),
+            })
+            .collect();
+        let events = (0..5u64)
+            .map(|seq| PublishedRecord {
+                run_id: Arc::clone(&one),
+                seq,
+                event: format!("{{\"type\":\"E\",\"value\":{seq}}}"),
+            })
+            .collect();
+        let batch = WriteBatch {
+            runs,
+            entries,
+            events,
+            states: vec![(Arc::clone(&one), "{\"n\":1}".into())],
+            ..WriteBatch::default()
+        };
+        store.write(&batch).await.unwrap();
+        let update = |i: usize, status| StatusUpdate {
+            run_id: format!("run-{i:03}").into(),
+            status,
+            result: None,
+            error: None,
+            at_ms: 99,
+        };
+        let batch = WriteBatch {
+            statuses: vec![update(0, RunStatus::Completed), update(2, RunStatus::Failed)],
+            ..WriteBatch::default()
+        };
+        store.write(&batch).await.unwrap();
+
+        let all = store.runs(RunFilter::default()).await.unwrap();
+        let statuses: Vec<_> = all.iter().map(|r| (r.run_id.as_str(), r.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("run-000", RunStatus::Completed),
+                ("run-001", RunStatus::Running),
+                ("run-002", RunStatus::Failed)
+            ]
+        );
+        let rows = store.entries("run-000", 0).await.unwrap();
+        assert_eq!(rows.len(), 300);
+        assert!(rows.iter().enumerate().all(|(i, row)| row.first_seq == i as u64));
+        let seqs: Vec<u64> = store
+            .events("run-000", 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4]);
+        assert_eq!(store.state("run-000").await.unwrap().as_deref(), Some("{\"n\":1}"));
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 300, "no padding row was written");
+    }
+
+    #[test]
+    fn statement_texts_have_one_row_of_placeholders_per_padded_row() {
+        for rows in [1, 2, 64, ROWS_PER_STATEMENT] {
+            let text = statement_text(Table::Entries, rows);
+            assert_eq!(text.matches('?').count(), rows * INSERT_ENTRIES.columns);
+        }
+        assert_eq!(padded(3), 4);
+        assert_eq!(padded(44), 64);
     }
 }
