@@ -93,8 +93,10 @@ struct LogRow {
     json: Vec<u8>,
 }
 
-/// A row's first capacity is the last one's size, up to this.
-const MAX_ROW_HINT: usize = 64 * 1024;
+/// A row's first capacity is the last one's size, up to this: every run with
+/// something not yet taken holds a row, so a long run's large rows must not
+/// make thousands of short runs reserve as much (larger rows grow by doubling).
+const MAX_ROW_HINT: usize = 2 * 1024;
 
 impl RunLog {
     fn new(run: Arc<str>) -> Self {
