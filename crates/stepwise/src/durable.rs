@@ -79,9 +79,18 @@ pub(crate) struct RunLog {
 struct LogInner {
     /// A `Handover` for this log is on its way to the writer.
     queued: bool,
-    /// Rows of consecutive entries; all but the last are full.
-    rows: Vec<LogRow>,
+    /// Full rows of consecutive entries (rare: a long run between takes).
+    full: Vec<LogRow>,
+    /// The row being filled, after the full ones.
+    open: Option<LogRow>,
     /// Other messages, in the order the run gave them.
+    messages: Vec<WriterMsg>,
+}
+
+/// What the writer takes from a log: rows in order, then the messages.
+struct Taken {
+    full: Vec<LogRow>,
+    open: Option<LogRow>,
     messages: Vec<WriterMsg>,
 }
 
@@ -110,33 +119,46 @@ impl RunLog {
     /// JSON text) and `messages`; a new row starts with `row_hint` bytes of
     /// room. True when the writer must be told.
     fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>, row_hint: usize) -> bool {
-        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let log = &mut *guard;
         if count > 0 {
-            match log.rows.last_mut() {
-                Some(row) if row.count < ROW_ENTRIES => {
+            if log.open.as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
+                log.full.extend(log.open.take());
+            }
+            match &mut log.open {
+                Some(row) => {
                     row.json.push(b',');
                     row.json.extend_from_slice(entries);
                     row.count += count;
                 }
-                _ => {
+                None => {
                     let mut json = Vec::with_capacity(row_hint.max(entries.len() + 2));
                     json.push(b'[');
                     json.extend_from_slice(entries);
-                    log.rows.push(LogRow { first_seq, count, json });
+                    log.open = Some(LogRow { first_seq, count, json });
                 }
             }
         }
-        log.messages.append(messages);
-        let tell = !log.queued && (!log.rows.is_empty() || !log.messages.is_empty());
+        if log.messages.is_empty() {
+            // Hand over the run's buffer rather than copy into a new one.
+            std::mem::swap(&mut log.messages, messages);
+        } else {
+            log.messages.append(messages);
+        }
+        let tell = !log.queued && (log.open.is_some() || !log.messages.is_empty());
         log.queued |= tell;
         tell
     }
 
     /// Takes everything handed over so far.
-    fn take(&self) -> (Vec<LogRow>, Vec<WriterMsg>) {
+    fn take(&self) -> Taken {
         let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         log.queued = false;
-        (std::mem::take(&mut log.rows), std::mem::take(&mut log.messages))
+        Taken {
+            full: std::mem::take(&mut log.full),
+            open: log.open.take(),
+            messages: std::mem::take(&mut log.messages),
+        }
     }
 }
 
@@ -158,6 +180,13 @@ impl LogRow {
 /// the channel allocates its slots in blocks.
 pub(crate) enum WriterMsg {
     Run(Box<RunRecord>),
+    /// A fresh run started: the writer makes its record (off the run's
+    /// thread, and without allocating on it).
+    Started {
+        run: Arc<str>,
+        workflow: Arc<WorkflowCore>,
+        at_ms: i64,
+    },
     /// A run's log has something for the writer to take.
     Handover(Arc<RunLog>),
     Published {
@@ -359,7 +388,7 @@ struct Encoder {
     snapshots: HashMap<Arc<str>, String>,
     /// Run → its record in `batch.runs`: a run that starts and ends within
     /// one batch is written once, with its final status.
-    new_runs: HashMap<String, usize>,
+    new_runs: HashMap<Arc<str>, usize>,
     /// Entries encoded.
     appended: u64,
     /// The size of the last row taken (see `JournalInner::row_hint`).
@@ -375,19 +404,33 @@ impl Encoder {
                 }
             }
             WriterMsg::Run(record) => {
-                self.new_runs.insert(record.run_id.clone(), self.batch.runs.len());
+                self.new_runs
+                    .insert(record.run_id.as_str().into(), self.batch.runs.len());
                 self.batch.runs.push(*record);
             }
+            WriterMsg::Started { run, workflow, at_ms } => {
+                self.batch.runs.push(RunRecord {
+                    run_id: run.to_string(),
+                    workflow: workflow.name.clone(),
+                    fingerprint: workflow.fingerprint.clone(),
+                    status: RunStatus::Running,
+                    result: None,
+                    error: None,
+                    created_at_ms: at_ms,
+                    updated_at_ms: at_ms,
+                });
+                self.new_runs.insert(run, self.batch.runs.len() - 1);
+            }
             WriterMsg::Handover(log) => {
-                let (rows, messages) = log.take();
-                if let Some(row) = rows.last() {
+                let taken = log.take();
+                if let Some(row) = &taken.open {
                     self.row_hint = (row.json.len() + 1).min(MAX_ROW_HINT);
                 }
-                for row in rows {
+                for row in taken.full.into_iter().chain(taken.open) {
                     self.appended += row.count;
                     self.batch.entries.push(row.close(&log.run));
                 }
-                for message in messages {
+                for message in taken.messages {
                     self.add(message);
                 }
             }
@@ -1217,8 +1260,11 @@ mod tests {
     }
 
     fn row_texts(log: &RunLog) -> Vec<(u64, u64, String)> {
-        let (rows, _) = log.take();
-        rows.into_iter()
+        let taken = log.take();
+        taken
+            .full
+            .into_iter()
+            .chain(taken.open)
             .map(|row| row.close(&log.run))
             .map(|row| (row.first_seq, row.last_seq, row.data))
             .collect()
@@ -1239,12 +1285,12 @@ mod tests {
         }];
         assert!(!log.add(3, 0, &[], &mut messages, 0));
         assert!(messages.is_empty(), "messages move into the log");
-        let (rows, messages) = log.take();
-        assert_eq!(messages.len(), 1);
-        let rows: Vec<_> = rows.into_iter().map(|row| row.close(&log.run)).collect();
-        assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].first_seq, rows[0].last_seq), (0, 2));
-        assert_eq!(rows[0].data, "[[0],[1],[2]]");
+        let taken = log.take();
+        assert_eq!(taken.messages.len(), 1);
+        assert!(taken.full.is_empty());
+        let row = taken.open.unwrap().close(&log.run);
+        assert_eq!((row.first_seq, row.last_seq), (0, 2));
+        assert_eq!(row.data, "[[0],[1],[2]]");
         assert!(
             log.add(3, 1, &entries(3..4), &mut none, 0),
             "after a take the writer is told again"

@@ -34,7 +34,7 @@ use crate::reducer::{
 use crate::snapshot::Snapshot;
 use crate::state::{StateError, StateStore};
 use crate::step::{Emitted, StepFuture};
-use crate::store::{now_ms, RunRecord, RunStatus};
+use crate::store::{now_ms, RunStatus};
 use crate::workflow::WorkflowCore;
 
 /// Per-run options.
@@ -652,16 +652,11 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             let journal = options.journal.map(|journal| {
                 let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
                 // Committed together with the start event's entry.
-                run.queue(WriterMsg::Run(Box::new(RunRecord {
-                    run_id: run_id.to_string(),
-                    workflow: workflow.name.clone(),
-                    fingerprint: workflow.fingerprint.clone(),
-                    status: RunStatus::Running,
-                    result: None,
-                    error: None,
-                    created_at_ms: now_ms(),
-                    updated_at_ms: now_ms(),
-                })));
+                run.queue(WriterMsg::Started {
+                    run: Arc::clone(&run_id),
+                    workflow: Arc::clone(&workflow),
+                    at_ms: now_ms(),
+                });
                 // A fresh state is not written: a resume without a stored
                 // state starts from a fresh one, which is the same thing.
                 if let Some(json) = store.as_ref().and_then(StateStore::try_json) {
