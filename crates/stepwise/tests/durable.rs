@@ -695,6 +695,12 @@ fn resume_damaged(test: &str, snapshot_every: u64, sql: &str) -> (String, Resume
     (run_id, error)
 }
 
+/// The error's message names the run and says what is wrong.
+fn assert_message(error: &ResumeError, run_id: &str, what: &str) {
+    let text = error.to_string();
+    assert!(text.contains(run_id) && text.contains(what), "{text}");
+}
+
 #[test]
 fn the_waiting_chain_resumes_when_undamaged() {
     for snapshot_every in [0, 2] {
@@ -723,11 +729,7 @@ fn a_truncated_journal_row_is_a_clear_error() {
         panic!("{error:?}");
     };
     assert!(what.starts_with("journal entries 0..="), "{what}");
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("malformed journal entries 0..="),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "malformed journal entries 0..=");
 }
 
 #[test]
@@ -743,11 +745,7 @@ fn an_unknown_event_name_is_a_clear_error() {
             if event == "Vanished" && workflow == "chain"),
         "{error:?}"
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("event `Vanished` is not known to workflow `chain`"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "event `Vanished` is not known to workflow `chain`");
 }
 
 #[test]
@@ -761,11 +759,7 @@ fn an_event_that_no_longer_decodes_is_a_clear_error() {
         matches!(&error, ResumeError::Decode { source: DecodeError::BadEvent { event, .. }, .. } if event == "A"),
         "{error:?}"
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("stored `A` no longer decodes"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "stored `A` no longer decodes");
 }
 
 #[test]
@@ -779,11 +773,7 @@ fn a_gap_in_the_journal_is_a_clear_error() {
         matches!(&error, ResumeError::Decode { source: DecodeError::Malformed { reason, .. }, .. } if reason.contains("gap")),
         "{error:?}"
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("the journal has a gap"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "the journal has a gap");
 }
 
 #[test]
@@ -793,22 +783,21 @@ fn a_truncated_or_foreign_stored_snapshot_is_a_clear_error() {
         2,
         "UPDATE snapshots SET snapshot = substr(snapshot, 1, 30)",
     );
-    let text = error.to_string();
     assert!(
         matches!(&error, ResumeError::Decode { source: DecodeError::Malformed { what, .. }, .. } if what == "snapshot"),
         "{error:?}"
     );
-    assert!(text.contains(&run_id) && text.contains("malformed snapshot"), "{text}");
+    assert_message(&error, &run_id, "malformed snapshot");
 
     let (run_id, error) = resume_damaged(
         "snap-format",
         2,
         r#"UPDATE snapshots SET snapshot = replace(snapshot, '"format":1,', '"format":99,')"#,
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("format 99 is not supported (this build reads format 1)"),
-        "{text}"
+    assert_message(
+        &error,
+        &run_id,
+        "format 99 is not supported (this build reads format 1)",
     );
 
     let (run_id, error) = resume_damaged(
@@ -816,22 +805,14 @@ fn a_truncated_or_foreign_stored_snapshot_is_a_clear_error() {
         2,
         "UPDATE snapshots SET snapshot = replace(snapshot, run_id, 'someone-else')",
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("belongs to run someone-else of workflow `chain`"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "belongs to run someone-else of workflow `chain`");
 }
 
 #[test]
 fn a_corrupt_run_record_is_a_clear_error() {
     let (run_id, error) = resume_damaged("bad-status", 0, "UPDATE runs SET status = 'paused'");
     assert!(matches!(error, ResumeError::Store { .. }), "{error:?}");
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("unknown status `paused`"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "unknown status `paused`");
 }
 
 #[test]
@@ -841,11 +822,7 @@ fn state_that_no_longer_decodes_is_a_clear_error() {
         matches!(&error, ResumeError::State { state_type, .. } if state_type.ends_with("Counter")),
         "{error:?}"
     );
-    let text = error.to_string();
-    assert!(
-        text.contains(&run_id) && text.contains("stored state does not decode as `durable::Counter`"),
-        "{text}"
-    );
+    assert_message(&error, &run_id, "stored state does not decode as `durable::Counter`");
 
     // The same through a snapshot.
     let wf = chain(false);
@@ -857,9 +834,8 @@ fn state_that_no_longer_decodes_is_a_clear_error() {
         assert_eq!(snapshot.state, json!({ "count": 1 }));
         snapshot.state = json!({ "count": -1 });
         let error = wf.resume_from_snapshot(snapshot, RunOptions::new()).unwrap_err();
-        let text = error.to_string();
         assert!(matches!(error, ResumeError::State { .. }), "{error:?}");
-        assert!(text.contains(handle.run_id()) && text.contains("Counter"), "{text}");
+        assert_message(&error, handle.run_id(), "Counter");
     });
 }
 
@@ -927,20 +903,20 @@ fn snapshots_that_do_not_fit_give_clear_errors() {
         let error = wf
             .resume_from_snapshot(Snapshot::from_json(&damaged).unwrap(), RunOptions::new())
             .unwrap_err();
-        let text = error.to_string();
-        assert!(
-            text.contains(handle.run_id()) && text.contains("event `Draught` is not known to workflow `hitl-wait`"),
-            "{text}"
+        assert_message(
+            &error,
+            handle.run_id(),
+            "event `Draught` is not known to workflow `hitl-wait`",
         );
         let damaged = json.replace(r#"{"text":"v1"}"#, r#"{"txt":"v1"}"#);
         assert_ne!(damaged, json);
         let error = wf
             .resume_from_snapshot(Snapshot::from_json(&damaged).unwrap(), RunOptions::new())
             .unwrap_err();
-        let text = error.to_string();
-        assert!(
-            text.contains(handle.run_id()) && text.contains("stored `Draft` no longer decodes: missing field `text`"),
-            "{text}"
+        assert_message(
+            &error,
+            handle.run_id(),
+            "stored `Draft` no longer decodes: missing field `text`",
         );
     });
 }

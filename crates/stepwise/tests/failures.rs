@@ -4,8 +4,7 @@
 mod common;
 
 use std::error::Error as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -244,21 +243,10 @@ async fn a_step_panicking_before_its_future_fails_the_run() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_cancels_the_other_in_flight_steps() {
-    let dropped = Arc::new(AtomicBool::new(false));
-    let resumed = Arc::new(AtomicBool::new(false));
-    let (flag, effect) = (Arc::clone(&dropped), Arc::clone(&resumed));
+    let slow = SlowStep::default();
     let wf = Workflow::builder("fail-fast")
         .step("start", |_: StartEvent| async { Go })
-        .step("slow", move |_: Go| {
-            let guard = DropFlag(Arc::clone(&flag));
-            let effect = Arc::clone(&effect);
-            async move {
-                let _guard = guard;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                effect.store(true, Ordering::SeqCst);
-                StopEvent::new("slow")
-            }
-        })
+        .step("slow", slow.body(Duration::from_secs(60)))
         .step("fail", |_: Go| async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Err::<StopEvent, _>(MyError { code: 1 })
@@ -269,9 +257,9 @@ async fn a_failure_cancels_the_other_in_flight_steps() {
     let err = settle(wf.run(StartEvent::new())).await.unwrap_err();
     assert_eq!(t0.elapsed(), Duration::from_secs(1));
     assert!(matches!(&err, RunError::StepFailed { step, .. } if step == "fail"));
-    assert!(dropped.load(Ordering::SeqCst), "the sibling was dropped");
+    assert!(slow.dropped.load(Ordering::SeqCst), "the sibling was dropped");
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert!(!resumed.load(Ordering::SeqCst));
+    assert!(!slow.finished.load(Ordering::SeqCst));
 }
 
 #[tokio::test(start_paused = true)]

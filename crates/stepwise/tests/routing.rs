@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -347,21 +347,10 @@ async fn default_num_workers_is_four() {
 
 #[tokio::test(start_paused = true)]
 async fn a_returned_stop_event_cancels_in_flight_workers() {
-    let dropped = Arc::new(AtomicBool::new(false));
-    let side_effect = Arc::new(AtomicBool::new(false));
-    let (flag, effect) = (Arc::clone(&dropped), Arc::clone(&side_effect));
+    let slow = SlowStep::default();
     let wf = Workflow::builder("race")
         .step("start", |_: StartEvent| async { Go })
-        .step("slow", move |_: Go| {
-            let guard = DropFlag(Arc::clone(&flag));
-            let effect = Arc::clone(&effect);
-            async move {
-                let _guard = guard;
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                effect.store(true, Ordering::SeqCst);
-                StopEvent::new("slow")
-            }
-        })
+        .step("slow", slow.body(Duration::from_secs(10)))
         .step("fast", |_: Go| async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             StopEvent::new("fast")
@@ -372,9 +361,9 @@ async fn a_returned_stop_event_cancels_in_flight_workers() {
     let stop = settle(wf.run(StartEvent::new())).await.unwrap();
     assert_eq!(stop.result, "fast");
     assert!(t0.elapsed() < Duration::from_secs(1));
-    assert!(dropped.load(Ordering::SeqCst), "the in-flight sibling was dropped");
+    assert!(slow.dropped.load(Ordering::SeqCst), "the in-flight sibling was dropped");
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert!(!side_effect.load(Ordering::SeqCst), "a cancelled step never resumes");
+    assert!(!slow.finished.load(Ordering::SeqCst), "a cancelled step never resumes");
 }
 
 #[tokio::test(start_paused = true)]

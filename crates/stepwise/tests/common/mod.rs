@@ -83,6 +83,37 @@ impl Drop for DropFlag {
     }
 }
 
+/// A step that sleeps, then stops the run with "slow" — unless it is
+/// cancelled first: `dropped` is set when its future is dropped, `finished`
+/// only if it got past its sleep.
+#[derive(Clone, Default)]
+pub struct SlowStep {
+    pub dropped: Arc<AtomicBool>,
+    pub finished: Arc<AtomicBool>,
+}
+
+impl SlowStep {
+    /// The step's body for `Go`, sleeping `sleep`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn body(
+        &self,
+        sleep: Duration,
+    ) -> impl Fn(Go) -> std::pin::Pin<Box<dyn std::future::Future<Output = StopEvent> + Send>> + Clone + Send + Sync + 'static
+    {
+        let flags = self.clone();
+        move |_: Go| {
+            let guard = DropFlag(Arc::clone(&flags.dropped));
+            let finished = Arc::clone(&flags.finished);
+            Box::pin(async move {
+                let _guard = guard;
+                tokio::time::sleep(sleep).await;
+                finished.store(true, Ordering::SeqCst);
+                StopEvent::new("slow")
+            })
+        }
+    }
+}
+
 /// A shared, ordered log.
 #[derive(Clone, Default)]
 pub struct Log<T>(pub Arc<Mutex<Vec<T>>>);
