@@ -1,0 +1,386 @@
+//! A journaled run's side of the journal: the entry text it writes per tick,
+//! and the [`RunLog`] it hands each tick's group to.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::event::AnyEvent;
+use crate::journal::TickData;
+use crate::journal_text;
+use crate::reducer::{RunState, Tick};
+use crate::snapshot::Snapshot;
+use crate::store::{now_ms, EntryBatch, RunStatus, StatusUpdate};
+use crate::workflow::WorkflowCore;
+
+use super::writer::{Journal, WriterMsg};
+
+/// What a journaled run has handed to its journal and the writer has not
+/// taken yet. The run adds whole groups (a tick and what it caused) under the
+/// lock and the writer takes everything at once, so a group is never split
+/// between two commits. The run tells the writer only when the log goes from
+/// taken to not: one channel message per run per commit, not one per tick,
+/// and entries go straight into the row text the store writes.
+pub(crate) struct RunLog {
+    pub(super) run: Arc<str>,
+    inner: Mutex<LogInner>,
+}
+
+#[derive(Default)]
+struct LogInner {
+    /// A `Handover` for this log is on its way to the writer.
+    queued: bool,
+    /// Full rows of consecutive entries (rare: a long run between takes).
+    full: Vec<LogRow>,
+    /// The row being filled, after the full ones.
+    open: Option<LogRow>,
+    /// Other messages, in the order the run gave them.
+    messages: Vec<WriterMsg>,
+}
+
+/// What the writer takes from a log: rows in order, then the messages.
+pub(super) struct Taken {
+    pub(super) full: Vec<LogRow>,
+    pub(super) open: Option<LogRow>,
+    pub(super) messages: Vec<WriterMsg>,
+}
+
+/// Consecutive entries of one run as the text of a JSON array still open at
+/// the end (`[e1,e2`).
+pub(super) struct LogRow {
+    first_seq: u64,
+    pub(super) count: u64,
+    pub(super) json: Vec<u8>,
+}
+
+/// A row's first capacity is the last one's size, up to this: every run with
+/// something not yet taken holds a row, so a long run's large rows must not
+/// make thousands of short runs reserve as much (larger rows grow by doubling).
+pub(super) const MAX_ROW_HINT: usize = 2 * 1024;
+
+impl RunLog {
+    fn new(run: Arc<str>) -> Self {
+        RunLog {
+            run,
+            inner: Mutex::new(LogInner::default()),
+        }
+    }
+
+    /// Adds a group: `count` entries from `first_seq` on (comma-separated
+    /// JSON text) and `messages`; a new row starts with `row_hint` bytes of
+    /// room. True when the writer must be told.
+    fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>, row_hint: usize) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let log = &mut *guard;
+        if count > 0 {
+            if log.open.as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
+                log.full.extend(log.open.take());
+            }
+            match &mut log.open {
+                Some(row) => {
+                    row.json.push(b',');
+                    row.json.extend_from_slice(entries);
+                    row.count += count;
+                }
+                None => {
+                    let mut json = Vec::with_capacity(row_hint.max(entries.len() + 2));
+                    json.push(b'[');
+                    json.extend_from_slice(entries);
+                    log.open = Some(LogRow { first_seq, count, json });
+                }
+            }
+        }
+        if log.messages.is_empty() {
+            // Hand over the run's buffer rather than copy into a new one.
+            std::mem::swap(&mut log.messages, messages);
+        } else {
+            log.messages.append(messages);
+        }
+        let tell = !log.queued && (log.open.is_some() || !log.messages.is_empty());
+        log.queued |= tell;
+        tell
+    }
+
+    /// Takes everything handed over so far.
+    pub(super) fn take(&self) -> Taken {
+        let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        log.queued = false;
+        Taken {
+            full: std::mem::take(&mut log.full),
+            open: log.open.take(),
+            messages: std::mem::take(&mut log.messages),
+        }
+    }
+}
+
+impl LogRow {
+    pub(super) fn close(mut self, run: &Arc<str>) -> EntryBatch {
+        self.json.push(b']');
+        EntryBatch {
+            run_id: Arc::clone(run),
+            first_seq: self.first_seq,
+            last_seq: self.first_seq + self.count - 1,
+            // serde_json writes UTF-8; the lossy path is never taken.
+            data: String::from_utf8(self.json).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
+}
+
+/// At most this many entries go into one stored row, so that a replay from a
+/// snapshot reads (and parses) at most this many entries it does not need.
+const ROW_ENTRIES: u64 = 1024;
+
+/// A journaled run's connection to its journal.
+///
+/// Everything one tick causes — its entry, the events it publishes, a
+/// snapshot, the run's final status — is gathered in `pending` and handed to
+/// the writer as one group by [`RunJournal::commit`], so a commit (and thus a
+/// crash) never falls between a tick and its consequences.
+pub(crate) struct RunJournal {
+    pub(crate) journal: Journal,
+    pub(crate) run_id: Arc<str>,
+    /// Sequence number of the next entry.
+    pub(crate) seq: u64,
+    since_snapshot: u64,
+    /// Where commits go; shared with the writer.
+    log: Arc<RunLog>,
+    pending: Vec<WriterMsg>,
+    /// Entries appended since the last commit, as JSON text (comma-separated).
+    entries: Vec<u8>,
+    /// Their count and the first one's sequence number.
+    entry_count: u64,
+    first_seq: u64,
+}
+
+impl RunJournal {
+    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64) -> Self {
+        RunJournal {
+            journal,
+            log: Arc::new(RunLog::new(Arc::clone(&run_id))),
+            run_id,
+            seq,
+            since_snapshot: 0,
+            pending: Vec::new(),
+            entries: Vec::new(),
+            entry_count: 0,
+            first_seq: seq,
+        }
+    }
+
+    /// Adds `msg` to the group committed with the next tick.
+    pub(crate) fn queue(&mut self, msg: WriterMsg) {
+        self.pending.push(msg);
+    }
+
+    /// Hands the entries and messages gathered since the last call to the
+    /// writer, to be committed together.
+    pub(crate) fn commit(&mut self) {
+        if self.entry_count == 0 && self.pending.is_empty() {
+            return;
+        }
+        let row_hint = self.journal.row_hint();
+        let tell = self.log.add(
+            self.first_seq,
+            self.entry_count,
+            &self.entries,
+            &mut self.pending,
+            row_hint,
+        );
+        self.entries.clear();
+        self.entry_count = 0;
+        if tell {
+            self.journal.send(WriterMsg::Handover(Arc::clone(&self.log)));
+        }
+    }
+
+    /// Appends `tick` (about to be reduced) as the next entry; returns true
+    /// when a snapshot is due.
+    pub(crate) fn append_tick(&mut self, tick: &Tick, state: &RunState, now: Duration) -> bool {
+        self.append_with(now, |out, seq, at_us| {
+            journal_text::write_tick(out, seq, at_us, tick, state)
+        })
+    }
+
+    /// Appends an entry given as data (waiters, collects); returns true when
+    /// a snapshot is due.
+    pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> bool {
+        self.append_with(now, |out, seq, at_us| journal_text::write_entry(out, seq, at_us, tick))
+    }
+
+    fn append_with(
+        &mut self,
+        now: Duration,
+        write: impl FnOnce(&mut Vec<u8>, u64, u64) -> Result<(), serde_json::Error>,
+    ) -> bool {
+        let seq = self.seq;
+        self.seq += 1;
+        let mark = self.entries.len();
+        if self.entry_count > 0 {
+            self.entries.push(b',');
+        }
+        match write(&mut self.entries, seq, now.as_micros() as u64) {
+            Ok(()) => {
+                if self.entry_count == 0 {
+                    self.first_seq = seq;
+                }
+                self.entry_count += 1;
+            }
+            Err(error) => {
+                // The gap makes the run unresumable from here, with a clear
+                // error then; a run's events must serialise to be journaled.
+                self.entries.truncate(mark);
+                tracing::error!(run_id = %self.run_id, seq, %error, "journal entry does not serialise");
+            }
+        }
+        self.since_snapshot += 1;
+        let every = self.journal.config().snapshot_every;
+        every > 0 && self.since_snapshot >= every
+    }
+
+    /// Writes a journal snapshot of `state` (covering every entry so far).
+    pub(crate) fn snapshot(&mut self, workflow: &WorkflowCore, state: &RunState, now: Duration, published: u64) {
+        self.since_snapshot = 0;
+        match build_snapshot(
+            workflow,
+            &self.run_id,
+            state,
+            self.seq,
+            now,
+            published,
+            serde_json::Value::Null,
+            RunStatus::Running,
+        ) {
+            Ok(snapshot) => match snapshot.to_json() {
+                Ok(json) => self.pending.push(WriterMsg::Snapshot {
+                    run: Arc::clone(&self.run_id),
+                    json,
+                }),
+                Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),
+            },
+            Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),
+        }
+    }
+
+    pub(crate) fn published(&mut self, seq: u64, event: &AnyEvent) {
+        self.pending.push(WriterMsg::Published {
+            run: Arc::clone(&self.run_id),
+            seq,
+            event: event.clone(),
+        });
+    }
+
+    pub(crate) fn status(&mut self, status: RunStatus, result: Option<&AnyEvent>, error: Option<String>) {
+        let update = StatusUpdate {
+            run_id: Arc::clone(&self.run_id),
+            status,
+            result: None,
+            error,
+            at_ms: now_ms(),
+        };
+        self.pending.push(WriterMsg::Status(Box::new(update), result.cloned()));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_snapshot(
+    workflow: &WorkflowCore,
+    run_id: &str,
+    state: &RunState,
+    journal_seq: u64,
+    now: Duration,
+    published: u64,
+    user_state: serde_json::Value,
+    status: RunStatus,
+) -> Result<Snapshot, serde_json::Error> {
+    Ok(Snapshot {
+        format: crate::snapshot::SNAPSHOT_FORMAT,
+        workflow: workflow.name.clone(),
+        fingerprint: workflow.fingerprint.clone(),
+        run_id: run_id.to_owned(),
+        journal_seq,
+        at_us: now.as_micros() as u64,
+        published,
+        state_type: workflow.state.type_name.to_owned(),
+        state: user_state,
+        status,
+        run: state.to_data()?,
+    })
+}
+
+/// Sends a state change of a journaled run to its journal.
+pub(crate) fn state_observer(journal: Journal, run: Arc<str>) -> crate::state::StateObserver {
+    Arc::new(move |json: String| {
+        journal.send(WriterMsg::State {
+            run: Arc::clone(&run),
+            json,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(range: std::ops::Range<u64>) -> Vec<u8> {
+        let texts: Vec<String> = range.map(|seq| format!("[{seq}]")).collect();
+        texts.join(",").into_bytes()
+    }
+
+    fn row_texts(log: &RunLog) -> Vec<(u64, u64, String)> {
+        let taken = log.take();
+        taken
+            .full
+            .into_iter()
+            .chain(taken.open)
+            .map(|row| row.close(&log.run))
+            .map(|row| (row.first_seq, row.last_seq, row.data))
+            .collect()
+    }
+
+    #[test]
+    fn the_writer_is_told_once_per_take_and_gets_every_group_in_one_row() {
+        let log = RunLog::new("r".into());
+        let mut none = Vec::new();
+        assert!(
+            log.add(0, 2, &entries(0..2), &mut none, 0),
+            "the first group tells the writer"
+        );
+        assert!(!log.add(2, 1, &entries(2..3), &mut none, 0), "it has been told already");
+        let mut messages = vec![WriterMsg::State {
+            run: "r".into(),
+            json: "{}".into(),
+        }];
+        assert!(!log.add(3, 0, &[], &mut messages, 0));
+        assert!(messages.is_empty(), "messages move into the log");
+        let taken = log.take();
+        assert_eq!(taken.messages.len(), 1);
+        assert!(taken.full.is_empty());
+        let row = taken.open.unwrap().close(&log.run);
+        assert_eq!((row.first_seq, row.last_seq), (0, 2));
+        assert_eq!(row.data, "[[0],[1],[2]]");
+        assert!(
+            log.add(3, 1, &entries(3..4), &mut none, 0),
+            "after a take the writer is told again"
+        );
+        assert_eq!(row_texts(&log), [(3, 3, "[[3]]".to_owned())]);
+    }
+
+    #[test]
+    fn a_full_row_is_closed_and_the_next_entries_start_another() {
+        let log = RunLog::new("r".into());
+        let mut none = Vec::new();
+        let mut seq = 0;
+        while seq < ROW_ENTRIES + 5 {
+            log.add(seq, 1, &entries(seq..seq + 1), &mut none, 0);
+            seq += 1;
+        }
+        let rows = row_texts(&log);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0, rows[0].1), (0, ROW_ENTRIES - 1));
+        assert_eq!((rows[1].0, rows[1].1), (ROW_ENTRIES, ROW_ENTRIES + 4));
+        let parsed: Vec<Vec<u64>> = serde_json::from_str(&rows[1].2).unwrap();
+        assert_eq!(
+            parsed,
+            (ROW_ENTRIES..ROW_ENTRIES + 5).map(|s| vec![s]).collect::<Vec<_>>()
+        );
+    }
+}
