@@ -1,6 +1,6 @@
 //! A driver for profiling the journal's write path (what `BENCHMARKS.md`'s
 //! "What bounds the figure now" was measured with): the 10-step chain of
-//! `journal_chain`, run one run after another with a flush every 5,000 runs,
+//! `journal_chain` (`stepwise_bench::chain`), run one run after another with a flush every 5,000 runs,
 //! then the wall time per step, the time spent in flushes, and each thread's
 //! CPU time (from `/proc/self/task`, Linux only).
 //!
@@ -15,43 +15,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use stepwise::store::{
     EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, SqliteStore, StoreFuture, WriteBatch,
 };
-use stepwise::{Journal, RunOptions, StartEvent, StopEvent, Workflow};
-
-macro_rules! events {
-    ($($name:ident),+) => {$(
-        #[derive(Clone, Debug, Serialize, Deserialize)]
-        struct $name {
-            x: u64,
-        }
-
-        impl stepwise::Event for $name {
-            const NAME: &'static str = stringify!($name);
-        }
-    )+};
-}
-
-events!(E1, E2, E3, E4, E5, E6, E7, E8, E9);
-
-/// The chain of `crates/stepwise-bench/src/chain.rs`.
-fn chain() -> Workflow {
-    Workflow::builder("chain")
-        .step("s1", |_ev: StartEvent| async move { E1 { x: 0 } })
-        .step("s2", |ev: E1| async move { E2 { x: ev.x + 1 } })
-        .step("s3", |ev: E2| async move { E3 { x: ev.x + 1 } })
-        .step("s4", |ev: E3| async move { E4 { x: ev.x + 1 } })
-        .step("s5", |ev: E4| async move { E5 { x: ev.x + 1 } })
-        .step("s6", |ev: E5| async move { E6 { x: ev.x + 1 } })
-        .step("s7", |ev: E6| async move { E7 { x: ev.x + 1 } })
-        .step("s8", |ev: E7| async move { E8 { x: ev.x + 1 } })
-        .step("s9", |ev: E8| async move { E9 { x: ev.x + 1 } })
-        .step("s10", |ev: E9| async move { StopEvent::new(ev.x + 1) })
-        .build()
-        .expect("chain workflow is valid")
-}
+use stepwise::{Journal, RunOptions, StartEvent};
+use stepwise_bench::chain;
 
 /// A store that keeps nothing: what the journal costs before any store does work.
 struct NullStore;
@@ -123,7 +91,7 @@ fn main() {
                 "none" => None,
                 other => panic!("unknown mode `{other}`: sqlite, memory, null or none"),
             };
-            let wf = chain();
+            let wf = chain::workflow();
             let t0 = Instant::now();
             let mut flushing = Duration::ZERO;
             for i in 1..=runs {

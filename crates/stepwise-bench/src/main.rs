@@ -9,17 +9,9 @@
 //! cargo run --release -p stepwise-bench -- list         # workloads and their figures
 //! ```
 
-mod chain;
-mod concurrent;
-mod events;
-mod fanout;
-mod io_fanout;
-mod journal;
-mod measure;
-mod self_loop;
-mod stream;
-
 use std::process::ExitCode;
+
+use stepwise_bench::{chain, concurrent, fanout, io_fanout, journal, measure, self_loop, stream};
 
 /// A workload: its name, the figures it prints, and how to run it.
 struct Workload {
