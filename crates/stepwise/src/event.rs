@@ -249,22 +249,28 @@ impl AnyEvent {
     /// Appends `{"type": <stable name>, "value": <fields>}` to `out` (what
     /// `Serialize` writes, without going through a generic serializer).
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        out.extend_from_slice(b"{\"type\":");
-        serde_json::to_writer(&mut *out, self.name())?;
-        out.extend_from_slice(b",\"value\":");
-        self.0.write_json(out)?;
-        out.push(b'}');
-        Ok(())
+        self.write_name_and_fields(out, b"{\"type\":", b",\"value\":", b'}')
     }
 
     /// Appends `["<stable name>", <fields>]` to `out` (the journal's compact
     /// form).
     pub(crate) fn write_compact_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        out.push(b'[');
+        self.write_name_and_fields(out, b"[", b",", b']')
+    }
+
+    /// `open`, the name as a JSON string, `between`, the fields, `close`.
+    fn write_name_and_fields(
+        &self,
+        out: &mut Vec<u8>,
+        open: &[u8],
+        between: &[u8],
+        close: u8,
+    ) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(open);
         serde_json::to_writer(&mut *out, self.name())?;
-        out.push(b',');
+        out.extend_from_slice(between);
         self.0.write_json(out)?;
-        out.push(b']');
+        out.push(close);
         Ok(())
     }
 

@@ -603,7 +603,6 @@ impl RunShared {
     }
 }
 
-/// Generates a short, unique-enough run id (11 base62 characters).
 /// A new run id: 7 base62 characters of the wall-clock millisecond, then 9
 /// random ones (16 in all). Ids sort by creation time, so a store's indexes
 /// keyed by run id grow at one end instead of at random places (which is

@@ -48,6 +48,7 @@ impl Default for JournalConfig {
 /// Rare, large messages are boxed to keep the common ones (handovers) small:
 /// the channel allocates its slots in blocks.
 pub(crate) enum WriterMsg {
+    /// A run's record as given (a run resumed from a snapshot).
     Run(Box<RunRecord>),
     /// A fresh run started: the writer makes its record (off the run's
     /// thread, and without allocating on it).
@@ -74,8 +75,8 @@ pub(crate) enum WriterMsg {
     /// A status change; a stop event is turned into JSON by the writer, off
     /// the run's path.
     Status(Box<StatusUpdate>, Option<AnyEvent>),
-    /// Messages that must be committed together (one tick and what it caused:
-    /// its entry, the events it published, the run's final status).
+    /// Messages that must be committed together, sent outside a run's log
+    /// (a resumed run's record, state and snapshot).
     Group(Vec<WriterMsg>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
@@ -273,13 +274,9 @@ impl Encoder {
                     self.add(message);
                 }
             }
-            WriterMsg::Run(record) => {
-                self.new_runs
-                    .insert(record.run_id.as_str().into(), self.batch.runs.len());
-                self.batch.runs.push(*record);
-            }
+            WriterMsg::Run(record) => self.new_run(record.run_id.as_str().into(), *record),
             WriterMsg::Started { run, workflow, at_ms } => {
-                self.batch.runs.push(RunRecord {
+                let record = RunRecord {
                     run_id: run.to_string(),
                     workflow: workflow.name.clone(),
                     fingerprint: workflow.fingerprint.clone(),
@@ -288,8 +285,8 @@ impl Encoder {
                     error: None,
                     created_at_ms: at_ms,
                     updated_at_ms: at_ms,
-                });
-                self.new_runs.insert(run, self.batch.runs.len() - 1);
+                };
+                self.new_run(run, record);
             }
             WriterMsg::Handover(log) => {
                 let taken = log.take();
@@ -326,6 +323,11 @@ impl Encoder {
             }
             WriterMsg::Flush(tx) => self.flushes.push(tx),
         }
+    }
+
+    fn new_run(&mut self, run: Arc<str>, record: RunRecord) {
+        self.new_runs.insert(run, self.batch.runs.len());
+        self.batch.runs.push(record);
     }
 
     fn status(&mut self, update: StatusUpdate) {

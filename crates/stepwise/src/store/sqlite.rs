@@ -292,15 +292,15 @@ async fn insert<'q, T>(
     rows: &'q [T],
     bind: impl Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
 ) -> Result<(), sqlx::Error> {
-    let statement = table.statement();
+    let statements = statements(table);
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let size = padded(chunk.len());
-        let mut q = sqlx::query(statement_text(table, size));
+        let mut q = sqlx::query(statements.text(size));
         for row in chunk {
             q = bind(q, row);
         }
         // Padding rows: all NULL, skipped by every statement.
-        for _ in 0..statement.columns * (size - chunk.len()) {
+        for _ in 0..statements.columns * (size - chunk.len()) {
             q = q.bind(None::<i64>);
         }
         q.execute(&mut *conn).await?;
@@ -339,94 +339,98 @@ impl Table {
         Table::Statuses,
     ];
 
-    fn statement(self) -> &'static RowsStatement {
+    /// The table's multi-row statement (its texts are made once, by
+    /// [`statements`]).
+    fn statement(self) -> RowsStatement {
+        // Upserts: a run record written again (resumed from a snapshot) takes
+        // the new outcome; state and snapshot keep the latest.
         match self {
-            Table::Runs => &INSERT_RUNS,
-            Table::Entries => &INSERT_ENTRIES,
-            Table::Events => &INSERT_EVENTS,
-            Table::States => &UPSERT_STATES,
-            Table::Snapshots => &UPSERT_SNAPSHOTS,
-            Table::Statuses => &UPDATE_STATUSES,
+            Table::Runs => RowsStatement::insert(
+                "runs",
+                &["run_id", "workflow", "fingerprint", "status", "result", "error", "created_at", "updated_at"],
+                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+            ),
+            Table::Entries => RowsStatement::insert("journal", &["run_id", "first_seq", "last_seq", "entries"], ""),
+            Table::Events => RowsStatement::insert("events", &["run_id", "seq", "event"], ""),
+            Table::States => RowsStatement::insert(
+                "run_state",
+                &["run_id", "state"],
+                " ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
+            ),
+            Table::Snapshots => RowsStatement::insert(
+                "snapshots",
+                &["run_id", "snapshot"],
+                " ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
+            ),
+            Table::Statuses => RowsStatement {
+                // Padding rows match no run.
+                head: "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ".into(),
+                tail: ") AS v WHERE runs.run_id = v.column1".into(),
+                columns: 5,
+            },
         }
     }
 }
 
-/// The statement writing `rows` (a power of two up to
-/// [`ROWS_PER_STATEMENT`]) rows into `table`; the texts are made once.
-fn statement_text(table: Table, rows: usize) -> &'static str {
-    static TEXTS: std::sync::OnceLock<Vec<Vec<String>>> = std::sync::OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
+/// A table's statements for every padded row count, made once.
+struct Statements {
+    columns: usize,
+    /// Index `i`: the statement for `2^i` rows.
+    texts: Vec<String>,
+}
+
+impl Statements {
+    /// The statement for `rows` rows (a power of two up to
+    /// [`ROWS_PER_STATEMENT`]).
+    fn text(&self, rows: usize) -> &str {
+        &self.texts[rows.trailing_zeros() as usize]
+    }
+}
+
+fn statements(table: Table) -> &'static Statements {
+    static ALL: std::sync::OnceLock<Vec<Statements>> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
         Table::ALL
             .iter()
             .map(|table| {
-                (0..=ROWS_PER_STATEMENT.trailing_zeros())
-                    .map(|bits| multi_row(table.statement(), 1 << bits))
-                    .collect()
+                let statement = table.statement();
+                Statements {
+                    columns: statement.columns,
+                    texts: (0..=ROWS_PER_STATEMENT.trailing_zeros())
+                        .map(|bits| multi_row(&statement, 1 << bits))
+                        .collect(),
+                }
             })
             .collect()
     });
-    &texts[table as usize][rows.trailing_zeros() as usize]
+    &all[table as usize]
 }
 
-/// One table's multi-row statement: `head`, then a `row` of placeholders per
-/// row, then `tail`. Rows whose first column is NULL are padding and skipped.
+/// One table's multi-row statement: `head`, then a row of `columns`
+/// placeholders per row, then `tail`. Rows whose first column is NULL are
+/// padding and skipped.
 struct RowsStatement {
-    head: &'static str,
-    row: &'static str,
-    tail: &'static str,
+    head: String,
+    tail: String,
     columns: usize,
 }
 
-const INSERT_RUNS: RowsStatement = RowsStatement {
-    head: "INSERT INTO runs (run_id, workflow, fingerprint, status, result, error, created_at, updated_at) SELECT * FROM (VALUES ",
-    row: "(?, ?, ?, ?, ?, ?, ?, ?)",
-    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
-    columns: 8,
-};
-const INSERT_ENTRIES: RowsStatement = RowsStatement {
-    head: "INSERT INTO journal (run_id, first_seq, last_seq, entries) SELECT * FROM (VALUES ",
-    row: "(?, ?, ?, ?)",
-    tail: ") WHERE column1 IS NOT NULL",
-    columns: 4,
-};
-const INSERT_EVENTS: RowsStatement = RowsStatement {
-    head: "INSERT INTO events (run_id, seq, event) SELECT * FROM (VALUES ",
-    row: "(?, ?, ?)",
-    tail: ") WHERE column1 IS NOT NULL",
-    columns: 3,
-};
-const UPSERT_STATES: RowsStatement = RowsStatement {
-    head: "INSERT INTO run_state (run_id, state) SELECT * FROM (VALUES ",
-    row: "(?, ?)",
-    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET state = excluded.state",
-    columns: 2,
-};
-const UPSERT_SNAPSHOTS: RowsStatement = RowsStatement {
-    head: "INSERT INTO snapshots (run_id, snapshot) SELECT * FROM (VALUES ",
-    row: "(?, ?)",
-    tail: ") WHERE column1 IS NOT NULL ON CONFLICT (run_id) DO UPDATE SET snapshot = excluded.snapshot",
-    columns: 2,
-};
-const UPDATE_STATUSES: RowsStatement = RowsStatement {
-    head: "UPDATE runs SET status = v.column2, result = v.column3, error = v.column4, updated_at = v.column5 FROM (VALUES ",
-    row: "(?, ?, ?, ?, ?)",
-    tail: ") AS v WHERE runs.run_id = v.column1",
-    columns: 5,
-};
+impl RowsStatement {
+    /// `INSERT INTO table (columns)` of the non-padding rows, then `upsert`.
+    fn insert(table: &str, columns: &[&str], upsert: &str) -> Self {
+        RowsStatement {
+            head: format!("INSERT INTO {table} ({}) SELECT * FROM (VALUES ", columns.join(", ")),
+            tail: format!(") WHERE column1 IS NOT NULL{upsert}"),
+            columns: columns.len(),
+        }
+    }
+}
 
 /// `statement` for `rows` rows: one statement inserts (or updates) many rows,
 /// which is what makes a group commit cheap on SQLite.
 fn multi_row(statement: &RowsStatement, rows: usize) -> String {
-    let mut sql = String::with_capacity(statement.head.len() + rows * (statement.row.len() + 1) + statement.tail.len());
-    sql.push_str(statement.head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(statement.row);
-    }
-    sql.push_str(statement.tail);
-    sql
+    let row = format!("({})", vec!["?"; statement.columns].join(", "));
+    format!("{}{}{}", statement.head, vec![row; rows].join(","), statement.tail)
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
@@ -661,9 +665,10 @@ mod tests {
 
     #[test]
     fn statement_texts_have_one_row_of_placeholders_per_padded_row() {
+        let entries = statements(Table::Entries);
+        assert_eq!(entries.columns, 4);
         for rows in [1, 2, 64, ROWS_PER_STATEMENT] {
-            let text = statement_text(Table::Entries, rows);
-            assert_eq!(text.matches('?').count(), rows * INSERT_ENTRIES.columns);
+            assert_eq!(entries.text(rows).matches('?').count(), rows * 4);
         }
         assert_eq!(padded(3), 4);
         assert_eq!(padded(44), 64);
