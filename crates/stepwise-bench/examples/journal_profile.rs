@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use stepwise::store::{
-    EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, SqliteStore, StoreFuture, WriteBatch,
+    Claim, EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, SqliteStore, StoreFuture,
+    WriteBatch,
 };
 use stepwise::{Journal, RunOptions, StartEvent};
 use stepwise_bench::chain;
@@ -44,6 +45,9 @@ impl JournalStore for NullStore {
         Box::pin(async { Ok(None) })
     }
     fn snapshot(&self, _run_id: &str) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn claim<'a>(&'a self, _claim: &'a Claim) -> StoreFuture<'a, Option<u64>> {
         Box::pin(async { Ok(None) })
     }
 }

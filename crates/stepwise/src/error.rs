@@ -97,7 +97,19 @@ impl StdError for Message {}
 
 /// Why a run ended without its stop event.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
+    /// A journaled run's commits failed or were refused, so it stopped: its
+    /// stored journal ends at its last good commit (resumable from there,
+    /// unless another journal took the run).
+    #[error("run {run_id} stopped: {source}")]
+    Journal {
+        /// The run.
+        run_id: String,
+        /// What the journal reported.
+        #[source]
+        source: crate::durable::JournalError,
+    },
     /// A step failed; the run stopped.
     #[error("run {run_id}: step `{step}` failed after {attempts} attempt(s): {source}")]
     StepFailed {

@@ -23,7 +23,7 @@ use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
 use crate::context::Context;
-use crate::durable::{self, Journal, RunJournal, WriterMsg};
+use crate::durable::{Confirm, Journal, JournalError, RunJournal, WriterMsg};
 use crate::error::{RunError, SendError, StepError, StreamError, WaitError};
 use crate::event::{AnyEvent, Event};
 use crate::journal::{self, TickData};
@@ -116,6 +116,11 @@ pub(crate) enum Begin {
         published: u64,
         store: StateStore,
         journal: Option<Journal>,
+        /// The epoch the journal claimed the run at.
+        epoch: u64,
+        /// Answered once the run's record is committed (a run resumed from a
+        /// snapshot into a journal waits for it before it runs steps).
+        claim: Option<tokio::sync::oneshot::Receiver<Result<(), JournalError>>>,
     },
 }
 
@@ -140,6 +145,8 @@ struct RunCore {
     deferred: HashMap<InvocationId, Vec<Effect>>,
     /// How the run ended, once it has.
     ended: Option<RunStatus>,
+    /// Set when the journal gave the run up: the driver ends the run with it.
+    fault: Option<RunError>,
 }
 
 impl RunCore {
@@ -198,6 +205,10 @@ pub(crate) struct RunShared {
     /// Set when the driver has starts or a finish to pick up.
     pending: AtomicBool,
     driver: AtomicWaker,
+    /// The run's journal, for backpressure (journaled runs only).
+    journal: Option<Journal>,
+    /// This run, for callbacks that must not keep it alive.
+    this: std::sync::OnceLock<std::sync::Weak<RunShared>>,
 }
 
 thread_local! {
@@ -329,7 +340,7 @@ impl RunShared {
         let core = lock(&self.core);
         let seq = core.journal.as_ref().map_or(0, |j| j.seq);
         let status = core.ended.unwrap_or(RunStatus::Running);
-        durable::build_snapshot(
+        crate::durable::build_snapshot(
             &self.workflow,
             &self.run_id,
             &core.state,
@@ -346,14 +357,43 @@ impl RunShared {
         self.state.get_or_init(|| {
             let store = (self.workflow.state.fresh)();
             // A journaled run journals every change of its state.
-            if let Some(journal) = lock(&self.core).journal.as_ref() {
-                store.observe(Some(durable::state_observer(
-                    journal.journal.clone(),
-                    Arc::clone(&self.run_id),
-                )));
+            if self.journal.is_some() {
+                store.observe(Some(self.state_observer()));
             }
             store
         })
+    }
+
+    /// Journals each change of the run's state in the run's own log, in
+    /// order with its ticks: an edit a step makes is committed no later than
+    /// that step's result (in the same commit or an earlier one), so a
+    /// finished step's edits are never lost.
+    fn state_observer(&self) -> crate::state::StateObserver {
+        let this = self.this.get().cloned().unwrap_or_default();
+        Arc::new(move |json: String| {
+            let Some(shared) = this.upgrade() else { return };
+            let mut core = lock(&shared.core);
+            if let Some(journal) = core.journal.as_mut() {
+                let run = Arc::clone(&journal.run_id);
+                journal.queue(WriterMsg::State { run, json });
+                journal.commit();
+            }
+        })
+    }
+
+    /// The journal gave the run up: the driver ends it with `error`.
+    fn journal_failed(&self, error: JournalError) {
+        {
+            let mut core = lock(&self.core);
+            if core.fault.is_none() {
+                core.fault = Some(RunError::Journal {
+                    run_id: self.run_id.to_string(),
+                    source: error,
+                });
+            }
+        }
+        self.pending.store(true, Ordering::Release);
+        self.driver.wake();
     }
 
     /// Time since the run started, on tokio's clock (so a paused test clock
@@ -641,21 +681,36 @@ enum FirstTick {
 /// Creates the run and spawns its driver.
 pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> RunHandle<O> {
     let now = tokio::time::Instant::now();
+    let mut claim = None;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
         Begin::Fresh { start, options } => {
+            let explicit_id = options.run_id.is_some();
             let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
             // The state store is made on first use unless the caller gave
             // one: most runs never touch it.
             let store = options.state;
+            // A run id the caller chose may be in use already (by another
+            // process, too): such a run waits until its record — its claim of
+            // the id — is committed before any step runs. A generated id is
+            // new by construction and does not wait.
             let journal = options.journal.map(|journal| {
-                let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0);
+                let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0, 1);
+                let confirm: Option<Confirm> = explicit_id.then(|| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    claim = Some(rx);
+                    tx
+                });
                 // Committed together with the start event's entry.
                 run.queue(WriterMsg::Started {
                     run: Arc::clone(&run_id),
                     workflow: Arc::clone(&workflow),
                     at_ms: now_ms(),
+                    confirm,
                 });
+                if explicit_id {
+                    run.journal.hurry();
+                }
                 // A fresh state is not written: a resume without a stored
                 // state starts from a fresh one, which is the same thing.
                 if let Some(json) = store.as_ref().and_then(StateStore::try_json) {
@@ -676,8 +731,11 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             published,
             store,
             journal,
+            epoch,
+            claim: confirmed,
         } => {
-            let journal = journal.map(|j| Box::new(RunJournal::new(j, Arc::clone(&run_id), journal_seq)));
+            claim = confirmed;
+            let journal = journal.map(|j| Box::new(RunJournal::new(j, Arc::clone(&run_id), journal_seq, epoch)));
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
             (
@@ -691,12 +749,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             )
         }
     };
-    if let (Some(journal), Some(store)) = (&journal, &store) {
-        store.observe(Some(durable::state_observer(
-            journal.journal.clone(),
-            Arc::clone(&run_id),
-        )));
-    }
+    let journal_handle = journal.as_ref().map(|j| j.journal.clone());
     let state_ok = store.as_ref().is_none_or(|s| s.type_id() == workflow.state.type_id);
     let state = std::sync::OnceLock::new();
     if let Some(store) = store {
@@ -716,6 +769,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             snapshot_due: false,
             deferred: HashMap::new(),
             ended: None,
+            fault: None,
         }),
         outbox: Mutex::new(Outbox {
             published,
@@ -723,11 +777,27 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         }),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
+        journal: journal_handle,
+        this: std::sync::OnceLock::new(),
         started,
         workflow,
         run_id,
         state,
     });
+    let _ = shared.this.set(Arc::downgrade(&shared));
+    if shared.journal.is_some() {
+        if let Some(store) = shared.state.get() {
+            store.observe(Some(shared.state_observer()));
+        }
+        let this = Arc::downgrade(&shared);
+        if let Some(journal) = lock(&shared.core).journal.as_ref() {
+            journal.on_fault(Box::new(move |error| {
+                if let Some(shared) = this.upgrade() {
+                    shared.journal_failed(error);
+                }
+            }));
+        }
+    }
     if !state_ok {
         shared.close(Err(RunError::StateTypeMismatch {
             run_id: shared.run_id.to_string(),
@@ -753,7 +823,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 }),
                 FirstTick::Resume => shared.apply(Tick::Resume),
             });
-            runtime.spawn(as_driver(Arc::clone(&shared)).instrument(span));
+            runtime.spawn(as_driver(Arc::clone(&shared), claim).instrument(span));
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
             run_id: shared.run_id.to_string(),
@@ -899,9 +969,9 @@ impl Timers {
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
-fn as_driver(shared: Arc<RunShared>) -> impl Future<Output = ()> + Send {
+fn as_driver(shared: Arc<RunShared>, claim: Option<Claimed>) -> impl Future<Output = ()> + Send {
     let address = shared.address();
-    let mut driver = Box::pin(drive(shared));
+    let mut driver = Box::pin(drive(shared, claim));
     poll_fn(move |cx| {
         let previous = POLLING_RUN.replace(address);
         let polled = driver.as_mut().poll(cx);
@@ -916,9 +986,21 @@ const TURNS_PER_YIELD: u32 = 512;
 
 /// The run's driver: executes worker starts and the finish produced by the
 /// reducer, and turns step completions and the timer into ticks.
-async fn drive(shared: Arc<RunShared>) {
+async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
     // Declared first so that it drops last, after the in-flight steps.
     let _abort = AbortOnDrop(Arc::clone(&shared));
+    if let Some(claim) = claim {
+        // No step runs before the run is known to be this journal's.
+        let error = match claim.await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(_) => Some(JournalError::Stopped),
+        };
+        if let Some(error) = error {
+            end_by_journal(&shared, error);
+            return;
+        }
+    }
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
     // The timeout counts the run's own clock, so a resumed run keeps the time
     // it already used.
@@ -931,13 +1013,30 @@ async fn drive(shared: Arc<RunShared>) {
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
     loop {
-        let finish = {
+        let (finish, fault) = {
             let mut core = lock(&shared.core);
             shared.pending.store(false, Ordering::Release);
             std::mem::swap(&mut core.starts, &mut starts);
             std::mem::swap(&mut core.timers, &mut armed);
-            core.finish.take()
+            (core.finish.take(), core.fault.take())
         };
+        if let Some(error) = fault {
+            drop(running);
+            lock(&shared.core).waiters.clear();
+            if let Some(store) = shared.state.get() {
+                store.observe(None);
+            }
+            tracing::error!(%error, "run stopped by its journal");
+            shared.close(Err(error));
+            return;
+        }
+        // Backpressure: while the journal is too far behind, the run's steps
+        // are not polled (they wait for the store, not the other way round).
+        if let Some(journal) = &shared.journal {
+            if journal.backlogged() {
+                journal.drained().await;
+            }
+        }
         for (due, timer) in armed.drain(..) {
             timers.arm(due, timer);
         }
@@ -998,6 +1097,23 @@ async fn drive(shared: Arc<RunShared>) {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Answered when a run's claim of its id is committed.
+type Claimed = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
+
+/// Ends a run its journal refused before any step ran.
+fn end_by_journal(shared: &RunShared, error: JournalError) {
+    lock(&shared.core).waiters.clear();
+    if let Some(store) = shared.state.get() {
+        store.observe(None);
+    }
+    let error = RunError::Journal {
+        run_id: shared.run_id.to_string(),
+        source: error,
+    };
+    tracing::error!(%error, "run refused by its journal");
+    shared.close(Err(error));
 }
 
 /// Logs a finished invocation (and prints it in verbose mode).

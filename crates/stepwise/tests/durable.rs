@@ -1053,6 +1053,8 @@ fn a_run_with_no_journal_entries_is_marked_failed() {
             error: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            owner: None,
+            epoch: 0,
         };
         store
             .write(&WriteBatch {
@@ -1177,7 +1179,7 @@ fn run_records_and_streams_in_sqlite() {
         check_records(SqliteStore::open(&path).await.unwrap()).await;
         // A second store on the same file sees everything.
         let other = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(other.schema_version().await.unwrap(), 2);
+        assert_eq!(other.schema_version().await.unwrap(), 3);
         assert_eq!(other.run("ok").await.unwrap().unwrap().status, RunStatus::Completed);
         assert_eq!(other.events("ok", 0).await.unwrap().len(), 6);
         assert!(!other.entries("ok", 0).await.unwrap().is_empty());
@@ -1185,7 +1187,7 @@ fn run_records_and_streams_in_sqlite() {
     runtime().block_on(async {
         // And so does one opened later, in another runtime.
         let reopened = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(reopened.schema_version().await.unwrap(), 2);
+        assert_eq!(reopened.schema_version().await.unwrap(), 3);
         assert_eq!(reopened.runs(RunFilter::default()).await.unwrap().len(), 3);
     });
 }
@@ -1216,7 +1218,7 @@ fn the_sqlite_store_is_one_file_in_wal_mode() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         conn.close().await.unwrap();
     });
 }
@@ -1366,9 +1368,9 @@ fn sqlite_store_futures_are_send() {
     assert_send(&in_memory);
     runtime().block_on(async {
         let store = tokio::spawn(open).await.unwrap().unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
         let store = tokio::spawn(in_memory).await.unwrap().unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
     });
 }
 
@@ -1629,7 +1631,10 @@ fn a_run_that_starts_and_ends_in_one_commit_is_written_once_with_its_outcome() {
             ..JournalConfig::default()
         };
         let journal = Journal::with_config(recording.clone(), config);
-        let handle = outcomes_flow().run_journaled(StartEvent::new(), &journal, RunOptions::new().run_id("once"));
+        // A generated id: a run with an id of the caller's waits for its
+        // record's commit before it runs, so it could not end in that commit.
+        let handle = outcomes_flow().run_journaled(StartEvent::new(), &journal, RunOptions::new());
+        let run_id = handle.run_id().to_owned();
         assert_eq!(finish(handle).await.unwrap().result, 42);
         journal.flush().await.unwrap();
         let batches = recording.batches.lock().unwrap().clone();
@@ -1637,7 +1642,7 @@ fn a_run_that_starts_and_ends_in_one_commit_is_written_once_with_its_outcome() {
         assert_eq!(batches[0].runs.len(), 1);
         assert_eq!(batches[0].runs[0].status, RunStatus::Completed);
         assert!(batches[0].statuses.is_empty(), "no separate status update");
-        let record = recording.run("once").await.unwrap().unwrap();
+        let record = recording.run(&run_id).await.unwrap().unwrap();
         assert_eq!(record.status, RunStatus::Completed);
         assert_eq!(record.result.unwrap()["value"]["result"], 42);
     });
@@ -1707,6 +1712,8 @@ fn a_sqlite_batch_that_fails_part_way_leaves_nothing_and_the_store_usable() {
             error: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            owner: None,
+            epoch: 0,
         };
         let row = |id: &str| EntryBatch {
             run_id: id.into(),
@@ -1781,7 +1788,7 @@ fn a_version_1_file_is_migrated_and_lists_its_unfinished_runs_from_an_index() {
         conn.close().await.unwrap();
 
         let store = SqliteStore::open(&db.path).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
         let unfinished = store
             .runs(RunFilter {
                 statuses: vec![RunStatus::Running],

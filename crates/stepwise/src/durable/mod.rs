@@ -24,12 +24,14 @@
 //! - [`resume`]: rebuilding a run from its journal or a snapshot, and the
 //!   errors when it cannot.
 
+mod error;
 mod resume;
 mod run_log;
 mod writer;
 
+pub use error::JournalError;
 pub(crate) use resume::parse_entries;
 pub use resume::{ResumeError, ResumeOptions};
-pub(crate) use run_log::{build_snapshot, state_observer, RunJournal};
-pub(crate) use writer::WriterMsg;
-pub use writer::{Journal, JournalConfig};
+pub(crate) use run_log::{build_snapshot, RunJournal};
+pub use writer::{CommitLag, Journal, JournalConfig};
+pub(crate) use writer::{Confirm, WriterMsg};

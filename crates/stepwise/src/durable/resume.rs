@@ -9,7 +9,9 @@ use crate::journal::{DecodeError, Decoder, Entry, StoredEntry, StoredEvent};
 use crate::reducer::{Outcome, RunState};
 use crate::run::{self, Begin, RunHandle, RunOptions};
 use crate::snapshot::Snapshot;
-use crate::store::{now_ms, EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, StatusUpdate, StoreError};
+use crate::store::{
+    now_ms, Claim, EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, StatusUpdate, StoreError,
+};
 use crate::workflow::{Workflow, WorkflowCore};
 
 use super::run_log::build_snapshot;
@@ -17,7 +19,17 @@ use super::writer::{Journal, WriterMsg};
 
 /// Why a run could not be resumed.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResumeError {
+    /// Another live journal holds the run (another process is running it,
+    /// or this process resumed it already).
+    #[error("run {run_id} is held by another journal: {reason}; resume it once that one has stopped, or wait for it with ResumeOptions::wait_for_owner")]
+    Held {
+        /// The run.
+        run_id: String,
+        /// Who holds it.
+        reason: String,
+    },
     /// The store has no such run.
     #[error("no run {run_id} in the journal store")]
     NotFound {
@@ -98,6 +110,7 @@ pub enum ResumeError {
 pub struct ResumeOptions {
     allow_changed_definition: bool,
     internal_events: bool,
+    wait_for_owner: Option<Duration>,
 }
 
 impl ResumeOptions {
@@ -110,6 +123,14 @@ impl ResumeOptions {
     /// stored events and steps still fit).
     pub fn allow_changed_definition(mut self, allow: bool) -> Self {
         self.allow_changed_definition = allow;
+        self
+    }
+
+    /// When another live journal holds the run, keeps trying for up to
+    /// `limit` (every 100 ms) instead of failing at once with
+    /// [`ResumeError::Held`].
+    pub fn wait_for_owner(mut self, limit: Duration) -> Self {
+        self.wait_for_owner = Some(limit);
         self
     }
 
@@ -266,6 +287,57 @@ async fn rebuild_upto(
     })
 }
 
+/// Claims `run_id` for `journal`: at once, or (when asked) retrying while
+/// another live journal holds it. A holder in this same process is waited for
+/// briefly even unasked: a runtime that is shutting down releases its
+/// journals' runs a moment later.
+async fn claim(journal: &Journal, run_id: &str, options: &ResumeOptions) -> Result<u64, ResumeError> {
+    const SAME_PROCESS_GRACE: Duration = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    loop {
+        let request = Claim {
+            run_id: run_id.to_owned(),
+            lease: journal.lease(),
+        };
+        let error = match journal.store().claim(&request).await {
+            Ok(Some(epoch)) => return Ok(epoch),
+            Ok(None) => {
+                return Err(ResumeError::NotFound {
+                    run_id: run_id.to_owned(),
+                })
+            }
+            Err(error) => error,
+        };
+        let StoreError::Claimed { reason, .. } = error else {
+            return Err(ResumeError::Store {
+                run_id: run_id.to_owned(),
+                source: error,
+            });
+        };
+        let held_here = journal
+            .store()
+            .run(run_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.owner)
+            .is_some_and(|o| o.owner.is_this_process());
+        let limit = match (options.wait_for_owner, held_here) {
+            (Some(limit), true) => limit.max(SAME_PROCESS_GRACE),
+            (Some(limit), false) => limit,
+            (None, true) => SAME_PROCESS_GRACE,
+            (None, false) => Duration::ZERO,
+        };
+        if started.elapsed() >= limit {
+            return Err(ResumeError::Held {
+                run_id: run_id.to_owned(),
+                reason,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl<S: Event, O: Event> Workflow<S, O> {
     /// Starts a journaled run: every tick is written to `journal`, so the run
     /// survives a crash of this process (see [`Workflow::resume`]).
@@ -332,6 +404,9 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 run_id: run_id.to_owned(),
             })?;
         self.check_record(&record, &options)?;
+        let epoch = claim(journal, run_id, &options).await?;
+        // Writes outside the run's log (the statuses below) are fenced too.
+        journal.send(WriterMsg::Fence(run_id.into(), epoch));
         let rebuilt = rebuild(&self.core, store, run_id, options.internal_events).await?;
         if rebuilt.journal_seq == 0 {
             // Nothing was recorded, not even the start event: nothing to resume.
@@ -345,7 +420,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 error: Some(error),
                 at_ms: now_ms(),
             };
-            journal.send(WriterMsg::Status(Box::new(update), None));
+            journal.send(WriterMsg::Status(Box::new(update), None, std::time::Instant::now()));
             return Err(ResumeError::NothingRecorded {
                 run_id: run_id.to_owned(),
             });
@@ -368,7 +443,11 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 error,
                 at_ms: now_ms(),
             };
-            journal.send(WriterMsg::Status(Box::new(update), stop.cloned()));
+            journal.send(WriterMsg::Status(
+                Box::new(update),
+                stop.cloned(),
+                std::time::Instant::now(),
+            ));
             return Err(ResumeError::Finished {
                 run_id: run_id.to_owned(),
                 status,
@@ -392,6 +471,8 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 published: rebuilt.published,
                 store: state,
                 journal: Some(journal.clone()),
+                epoch,
+                claim: None,
             },
         ))
     }
@@ -562,17 +643,27 @@ impl<S: Event, O: Event> Workflow<S, O> {
             run_id: run_id.clone(),
             source,
         })?;
+        let mut claimed = None;
         if let (Some(journal), Some(json)) = (options.journal_ref(), seed) {
-            let mut group = vec![WriterMsg::Run(Box::new(RunRecord {
-                run_id: run_id.clone(),
-                workflow: self.core.name.clone(),
-                fingerprint: snapshot.fingerprint.clone(),
-                status: RunStatus::Running,
-                result: None,
-                error: None,
-                created_at_ms: now_ms(),
-                updated_at_ms: now_ms(),
-            }))];
+            // The record is the run's claim: the run waits for its commit
+            // before any step runs, and stops if the id is in use.
+            let (confirm, rx) = tokio::sync::oneshot::channel();
+            claimed = Some(rx);
+            let mut group = vec![WriterMsg::Run(
+                Box::new(RunRecord {
+                    run_id: run_id.clone(),
+                    workflow: self.core.name.clone(),
+                    fingerprint: snapshot.fingerprint.clone(),
+                    status: RunStatus::Running,
+                    result: None,
+                    error: None,
+                    created_at_ms: now_ms(),
+                    updated_at_ms: now_ms(),
+                    owner: Some(journal.lease()),
+                    epoch: 1,
+                }),
+                Some(confirm),
+            )];
             if let Some(json) = store.try_json() {
                 group.push(WriterMsg::State {
                     run: Arc::clone(&run_arc),
@@ -595,6 +686,8 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 published: snapshot.published,
                 store,
                 journal: options.journal_ref().cloned(),
+                epoch: 1,
+                claim: claimed,
             },
         ))
     }

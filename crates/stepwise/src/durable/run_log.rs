@@ -12,6 +12,7 @@ use crate::snapshot::Snapshot;
 use crate::store::{now_ms, EntryBatch, RunStatus, StatusUpdate};
 use crate::workflow::WorkflowCore;
 
+use super::error::JournalError;
 use super::writer::{Journal, WriterMsg};
 
 /// What a journaled run has handed to its journal and the writer has not
@@ -22,8 +23,16 @@ use super::writer::{Journal, WriterMsg};
 /// and entries go straight into the row text the store writes.
 pub(crate) struct RunLog {
     pub(super) run: Arc<str>,
+    /// The epoch this journal holds the run at (its commits are fenced by it).
+    epoch: std::sync::atomic::AtomicU64,
     inner: Mutex<LogInner>,
+    /// Called once if the journal stops the run (its commits failed or were
+    /// refused).
+    fault: Mutex<Option<FaultHook>>,
 }
+
+/// What a run does when its journal gives it up.
+pub(crate) type FaultHook = Box<dyn FnOnce(JournalError) + Send>;
 
 #[derive(Default)]
 struct LogInner {
@@ -35,6 +44,10 @@ struct LogInner {
     open: Option<LogRow>,
     /// Other messages, in the order the run gave them.
     messages: Vec<WriterMsg>,
+    /// Backlog bytes of what is in the log.
+    bytes: usize,
+    /// The journal gave the run up: what it adds is dropped.
+    poisoned: bool,
 }
 
 /// What the writer takes from a log: rows in order, then the messages.
@@ -42,7 +55,12 @@ pub(super) struct Taken {
     pub(super) full: Vec<LogRow>,
     pub(super) open: Option<LogRow>,
     pub(super) messages: Vec<WriterMsg>,
+    pub(super) bytes: usize,
+    pub(super) poisoned: bool,
 }
+
+/// Backlog bytes counted for a message besides entry text.
+const MESSAGE_BYTES: usize = 64;
 
 /// Consecutive entries of one run as the text of a JSON array still open at
 /// the end (`[e1,e2`).
@@ -58,10 +76,32 @@ pub(super) struct LogRow {
 pub(super) const MAX_ROW_HINT: usize = 2 * 1024;
 
 impl RunLog {
-    fn new(run: Arc<str>) -> Self {
+    fn new(run: Arc<str>, epoch: u64) -> Self {
         RunLog {
             run,
+            epoch: std::sync::atomic::AtomicU64::new(epoch),
             inner: Mutex::new(LogInner::default()),
+            fault: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The journal gave the run up: nothing more is kept, and the run is
+    /// told (once).
+    pub(super) fn fail(&self, error: JournalError) {
+        {
+            let mut log = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            log.poisoned = true;
+            log.full.clear();
+            log.open = None;
+            log.messages.clear();
+        }
+        let hook = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(hook) = hook {
+            hook(error);
         }
     }
 
@@ -71,6 +111,11 @@ impl RunLog {
     fn add(&self, first_seq: u64, count: u64, entries: &[u8], messages: &mut Vec<WriterMsg>, row_hint: usize) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let log = &mut *guard;
+        if log.poisoned {
+            messages.clear();
+            return false;
+        }
+        log.bytes += entries.len() + MESSAGE_BYTES * messages.len();
         if count > 0 {
             if log.open.as_ref().is_some_and(|row| row.count >= ROW_ENTRIES) {
                 log.full.extend(log.open.take());
@@ -108,6 +153,8 @@ impl RunLog {
             full: std::mem::take(&mut log.full),
             open: log.open.take(),
             messages: std::mem::take(&mut log.messages),
+            bytes: std::mem::take(&mut log.bytes),
+            poisoned: log.poisoned,
         }
     }
 }
@@ -152,10 +199,13 @@ pub(crate) struct RunJournal {
 }
 
 impl RunJournal {
-    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64) -> Self {
+    /// A run's journal side; `epoch` is the epoch the journal holds the run
+    /// at (1 for a run it starts).
+    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64, epoch: u64) -> Self {
+        journal.run_started();
         RunJournal {
             journal,
-            log: Arc::new(RunLog::new(Arc::clone(&run_id))),
+            log: Arc::new(RunLog::new(Arc::clone(&run_id), epoch)),
             run_id,
             seq,
             since_snapshot: 0,
@@ -164,6 +214,11 @@ impl RunJournal {
             entry_count: 0,
             first_seq: seq,
         }
+    }
+
+    /// What to do if the journal gives the run up.
+    pub(crate) fn on_fault(&self, hook: FaultHook) {
+        *self.log.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Adds `msg` to the group committed with the next tick.
@@ -178,6 +233,8 @@ impl RunJournal {
             return;
         }
         let row_hint = self.journal.row_hint();
+        self.journal
+            .add_backlog(self.entries.len() + MESSAGE_BYTES * self.pending.len());
         let tell = self.log.add(
             self.first_seq,
             self.entry_count,
@@ -276,7 +333,17 @@ impl RunJournal {
             error,
             at_ms: now_ms(),
         };
-        self.pending.push(WriterMsg::Status(Box::new(update), result.cloned()));
+        self.pending.push(WriterMsg::Status(
+            Box::new(update),
+            result.cloned(),
+            std::time::Instant::now(),
+        ));
+    }
+}
+
+impl Drop for RunJournal {
+    fn drop(&mut self) {
+        self.journal.run_ended();
     }
 }
 
@@ -306,16 +373,6 @@ pub(crate) fn build_snapshot(
     })
 }
 
-/// Sends a state change of a journaled run to its journal.
-pub(crate) fn state_observer(journal: Journal, run: Arc<str>) -> crate::state::StateObserver {
-    Arc::new(move |json: String| {
-        journal.send(WriterMsg::State {
-            run: Arc::clone(&run),
-            json,
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +395,7 @@ mod tests {
 
     #[test]
     fn the_writer_is_told_once_per_take_and_gets_every_group_in_one_row() {
-        let log = RunLog::new("r".into());
+        let log = RunLog::new("r".into(), 1);
         let mut none = Vec::new();
         assert!(
             log.add(0, 2, &entries(0..2), &mut none, 0),
@@ -366,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_full_row_is_closed_and_the_next_entries_start_another() {
-        let log = RunLog::new("r".into());
+        let log = RunLog::new("r".into(), 1);
         let mut none = Vec::new();
         let mut seq = 0;
         while seq < ROW_ENTRIES + 5 {

@@ -3,7 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::{EntryBatch, JournalStore, PublishedRecord, RunFilter, RunRecord, StoreFuture, WriteBatch};
+use super::{
+    check_fences, may_take, now_ms, Claim, EntryBatch, JournalStore, OwnerLease, PublishedRecord, RunFilter, RunRecord,
+    StoreError, StoreFuture, WriteBatch,
+};
 
 #[derive(Default)]
 struct Tables {
@@ -12,7 +15,22 @@ struct Tables {
     events: HashMap<String, Vec<PublishedRecord>>,
     states: HashMap<String, String>,
     snapshots: HashMap<String, String>,
+    /// Each journal's latest lease, by owner id.
+    owners: HashMap<String, OwnerLease>,
     next_order: u64,
+}
+
+impl Tables {
+    /// A run's record with its owner's latest lease.
+    fn record(&self, run: &RunRecord) -> RunRecord {
+        let mut run = run.clone();
+        if let Some(lease) = &mut run.owner {
+            if let Some(latest) = self.owners.get(&lease.owner.id) {
+                *lease = latest.clone();
+            }
+        }
+        run
+    }
 }
 
 /// A [`JournalStore`] in memory. Cheap to clone (clones share the data), so a
@@ -36,7 +54,11 @@ impl MemoryStore {
 
 impl JournalStore for MemoryStore {
     fn write<'a>(&'a self, batch: &'a WriteBatch) -> StoreFuture<'a, ()> {
-        self.with(|t| {
+        let written = self.with(|t| {
+            check_fences(batch, |run| t.runs.get(run).map(|(_, r)| r.epoch))?;
+            if let Some(lease) = &batch.owner {
+                t.owners.insert(lease.owner.id.clone(), lease.clone());
+            }
             for run in &batch.runs {
                 let order = t.next_order;
                 t.next_order += 1;
@@ -68,12 +90,13 @@ impl JournalStore for MemoryStore {
                     record.updated_at_ms = update.at_ms;
                 }
             }
+            Ok(())
         });
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(written))
     }
 
     fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
-        let record = self.with(|t| t.runs.get(run_id).map(|(_, r)| r.clone()));
+        let record = self.with(|t| t.runs.get(run_id).map(|(_, r)| t.record(r)));
         Box::pin(std::future::ready(Ok(record)))
     }
 
@@ -83,7 +106,7 @@ impl JournalStore for MemoryStore {
                 .values()
                 .filter(|(_, r)| filter.statuses.is_empty() || filter.statuses.contains(&r.status))
                 .filter(|(_, r)| filter.workflow.as_ref().is_none_or(|w| *w == r.workflow))
-                .cloned()
+                .map(|(order, r)| (*order, t.record(r)))
                 .collect()
         });
         runs.sort_by_key(|(order, _)| *order);
@@ -122,5 +145,24 @@ impl JournalStore for MemoryStore {
     fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
         let snapshot = self.with(|t| t.snapshots.get(run_id).cloned());
         Box::pin(std::future::ready(Ok(snapshot)))
+    }
+
+    fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>> {
+        let claimed = self.with(|t| {
+            let Some((_, stored)) = t.runs.get(&claim.run_id) else {
+                return Ok(None);
+            };
+            let holder = stored.owner.as_ref().map(|o| t.owners.get(&o.owner.id).unwrap_or(o));
+            may_take(holder, &claim.lease.owner, now_ms()).map_err(|reason| StoreError::Claimed {
+                run_id: claim.run_id.clone(),
+                reason,
+            })?;
+            t.owners.insert(claim.lease.owner.id.clone(), claim.lease.clone());
+            let (_, record) = t.runs.get_mut(&claim.run_id).expect("checked above");
+            record.epoch += 1;
+            record.owner = Some(claim.lease.clone());
+            Ok(Some(record.epoch))
+        });
+        Box::pin(std::future::ready(claimed))
     }
 }

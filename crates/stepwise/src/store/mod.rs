@@ -14,9 +14,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 mod memory;
+mod owner;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub(crate) use owner::LiveOwner;
+pub use owner::{may_take, Claim, Holder, Owner, OwnerLease, LEASE};
 pub use sqlite::SqliteStore;
 
 /// A boxed future returned by store methods (keeps [`JournalStore`] object safe).
@@ -83,6 +86,13 @@ pub struct RunRecord {
     pub created_at_ms: i64,
     /// When the record last changed (Unix ms, wall clock).
     pub updated_at_ms: i64,
+    /// The journal that holds the run (its last claimant), with its lease;
+    /// `None` for records written before ownership existed.
+    #[serde(default)]
+    pub owner: Option<OwnerLease>,
+    /// Grows by one with every claim; a commit for an older epoch is refused.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// A run's status change.
@@ -125,8 +135,20 @@ pub struct PublishedRecord {
 }
 
 /// Everything one group commit writes, atomically.
+///
+/// A store applies a batch only if every run it writes is still the
+/// writer's: each of `runs` must not exist yet (its insert is its claim), and
+/// each run in `fences` must still be at the given epoch. Otherwise it writes
+/// nothing and returns [`StoreError::Fenced`] naming every such run, so the
+/// journal can write the rest without them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteBatch {
+    /// The writing journal's lease, to record or renew (set on a journal's
+    /// first batch and when its lease is due for renewal).
+    pub owner: Option<OwnerLease>,
+    /// Runs already stored that this batch writes to, with the epoch the
+    /// writer holds them at.
+    pub fences: Vec<(Arc<str>, u64)>,
     /// New runs.
     pub runs: Vec<RunRecord>,
     /// Journal entries.
@@ -144,7 +166,8 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.owner.is_none()
+            && self.runs.is_empty()
             && self.entries.is_empty()
             && self.events.is_empty()
             && self.states.is_empty()
@@ -164,10 +187,31 @@ pub struct RunFilter {
 
 /// A store failure.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The database said no.
+    /// The database said no (busy, I/O, full disk, …): worth retrying.
     #[error("store error: {0}")]
     Database(String),
+    /// The store can no longer be trusted with writes (its files were
+    /// removed or replaced under it); retrying cannot help.
+    #[error("store damaged: {0}")]
+    Damaged(String),
+    /// A run could not be claimed: another live journal holds it.
+    #[error("run {run_id} cannot be taken: {reason}")]
+    Claimed {
+        /// The run.
+        run_id: String,
+        /// Who holds it.
+        reason: String,
+    },
+    /// A commit was refused because runs it writes are no longer this
+    /// journal's (another one claimed them, or the id was already in use);
+    /// nothing of the batch was written.
+    #[error("commit refused for {}", fenced_text(.runs))]
+    Fenced {
+        /// Each refused run and why.
+        runs: Vec<FencedRun>,
+    },
     /// A stored row is unreadable.
     #[error("corrupt store row ({what}): {reason}")]
     Corrupt {
@@ -181,8 +225,73 @@ pub enum StoreError {
     Open(String),
 }
 
+/// A run whose writes a store refused, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FencedRun {
+    /// The run.
+    pub run_id: Arc<str>,
+    /// Why: "the run id is already in use", "it was claimed by …".
+    pub reason: String,
+}
+
+fn fenced_text(runs: &[FencedRun]) -> String {
+    let named: Vec<String> = runs
+        .iter()
+        .take(5)
+        .map(|r| format!("run {} ({})", r.run_id, r.reason))
+        .collect();
+    let more = runs.len().saturating_sub(5);
+    if more > 0 {
+        format!("{} and {more} more", named.join(", "))
+    } else {
+        named.join(", ")
+    }
+}
+
+impl StoreError {
+    /// True for failures a retry may get past (a busy or full database, an
+    /// I/O error); false when retrying cannot help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(_))
+    }
+}
+
+/// Checks a batch's runs against what a store holds: `existing(run)` gives a
+/// stored run's epoch (`None` when the run does not exist). Every store
+/// fences commits this same way.
+pub fn check_fences(batch: &WriteBatch, existing: impl Fn(&str) -> Option<u64>) -> Result<(), StoreError> {
+    let mut runs = Vec::new();
+    for record in &batch.runs {
+        if existing(&record.run_id).is_some() {
+            runs.push(FencedRun {
+                run_id: record.run_id.as_str().into(),
+                reason: "the run id is already in use in this store".into(),
+            });
+        }
+    }
+    for (run_id, epoch) in &batch.fences {
+        match existing(run_id) {
+            Some(stored) if stored == *epoch => {}
+            Some(stored) => runs.push(FencedRun {
+                run_id: Arc::clone(run_id),
+                reason: format!("it was claimed by another journal (epoch {stored}, this journal holds {epoch})"),
+            }),
+            None => runs.push(FencedRun {
+                run_id: Arc::clone(run_id),
+                reason: "its record is gone from the store".into(),
+            }),
+        }
+    }
+    if runs.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { runs })
+    }
+}
+
 /// Where journaled runs live. Implementations must apply each [`WriteBatch`]
-/// atomically and return entries and events in sequence order.
+/// atomically, fence it (see [`WriteBatch`] and [`check_fences`]), and return
+/// entries and events in sequence order.
 pub trait JournalStore: Send + Sync + 'static {
     /// Writes one batch atomically. The batch is borrowed so that the journal
     /// can retry it after a failure without copying it first.
@@ -199,6 +308,11 @@ pub trait JournalStore: Send + Sync + 'static {
     fn state(&self, run_id: &str) -> StoreFuture<'_, Option<String>>;
     /// A run's latest snapshot JSON.
     fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>>;
+    /// Takes a stored run for `claim.lease`'s owner, atomically: allowed
+    /// when [`may_take`] says so; bumps the run's epoch, records the owner
+    /// and its lease, and returns the new epoch. `Ok(None)` when there is no
+    /// such run; [`StoreError::Claimed`] when another live journal holds it.
+    fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>>;
 }
 
 /// Current wall-clock time in Unix milliseconds (only for records shown to

@@ -11,7 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 
 use super::{
-    EntryBatch, JournalStore, PublishedRecord, RunFilter, RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
+    check_fences, may_take, now_ms, Claim, EntryBatch, JournalStore, Owner, OwnerLease, PublishedRecord, RunFilter,
+    RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
 };
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
@@ -65,7 +66,27 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX runs_unfinished ON runs (created_at) WHERE status = 'running';
     "#,
     ),
+    (
+        3,
+        // Run ownership: the journal holding each run and the epoch of its
+        // claim (commits for another epoch are refused), and each journal's
+        // process and lease, so a claim can tell a dead holder from a live one.
+        r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE owners (
+        owner       TEXT PRIMARY KEY,
+        host        TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        started     INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
+
+/// A run record with its holder's lease.
+const SELECT_RUNS: &str = "SELECT r.*, o.host AS owner_host, o.pid AS owner_pid, o.started AS owner_started, o.lease_until AS owner_until FROM runs r LEFT JOIN owners o ON o.owner = r.owner";
 
 /// A [`JournalStore`] in one SQLite file.
 #[derive(Clone)]
@@ -73,6 +94,58 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Background WAL checkpoints (file databases only).
     checkpointer: Option<Arc<Checkpointer>>,
+    /// Watches the write-ahead log file (file databases only).
+    wal: Option<Arc<WalWatch>>,
+}
+
+/// The write-ahead log must stay the file SQLite opened: if it is deleted
+/// or replaced while the store is open, commits go to a file nobody will
+/// read again and are lost when the process ends. Checked before every
+/// commit (one `stat`).
+struct WalWatch {
+    path: std::path::PathBuf,
+    /// (device, inode) of the log, once it exists.
+    seen: std::sync::Mutex<Option<(u64, u64)>>,
+    damaged: std::sync::atomic::AtomicBool,
+}
+
+impl WalWatch {
+    fn identity(&self) -> Option<(u64, u64)> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            std::fs::metadata(&self.path).ok().map(|_| (0, 0))
+        }
+    }
+
+    /// `Err` when the log went away or was replaced since it was first seen.
+    fn check(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let damaged = || {
+            StoreError::Damaged(format!(
+                "the write-ahead log {} was deleted or replaced while the database was open; commits since then may be lost, and no more are accepted (restart the process)",
+                self.path.display()
+            ))
+        };
+        if self.damaged.load(Ordering::Relaxed) {
+            return Err(damaged());
+        }
+        let now = self.identity();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match (*seen, now) {
+            (None, now) => *seen = now,
+            (Some(before), Some(now)) if before == now => {}
+            (Some(_), _) => {
+                self.damaged.store(true, Ordering::Relaxed);
+                return Err(damaged());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Copies the write-ahead log back into the database file on its own
@@ -131,12 +204,24 @@ impl SqliteStore {
         let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "4096")).await?;
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(checkpoint_loop(checkpoints, Arc::clone(&wake)));
         store.checkpointer = Some(Arc::new(Checkpointer { wake, task }));
+        let mut wal = path.as_ref().as_os_str().to_owned();
+        wal.push("-wal");
+        let watch = WalWatch {
+            path: wal.into(),
+            seen: std::sync::Mutex::new(None),
+            damaged: std::sync::atomic::AtomicBool::new(false),
+        };
+        watch.check()?;
+        store.wal = Some(Arc::new(watch));
         Ok(store)
     }
 
@@ -149,14 +234,19 @@ impl SqliteStore {
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
             // One connection: SQLite has one writer anyway, and an in-memory
-            // database exists per connection.
+            // database exists per connection. Kept open: SQLite removes the
+            // write-ahead log when its last connection closes.
             .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let store = SqliteStore {
             pool,
             checkpointer: None,
+            wal: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -224,12 +314,24 @@ impl SqliteStore {
     /// which SQLite prepares once and keeps (parsing a statement of hundreds
     /// of rows costs as much as running it).
     async fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if let Some(wal) = &self.wal {
+            if let Err(error) = wal.check() {
+                // Save what the lost log holds into the database file, which
+                // our open connection can still read.
+                let _ = sqlx::query("PRAGMA wal_checkpoint(FULL)").execute(&self.pool).await;
+                return Err(error);
+            }
+        }
         let mut conn = self.pool.acquire().await.map_err(db)?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db)?;
-        if let Err(error) = write_rows(&mut conn, batch).await {
+        let written = match check_batch_fences(&mut conn, batch).await {
+            Ok(()) => write_rows(&mut conn, batch).await.map_err(db),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
             // Nothing of the batch stays.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(db(error));
+            return Err(error);
         }
         drop(conn);
         if let Some(checkpointer) = &self.checkpointer {
@@ -241,8 +343,56 @@ impl SqliteStore {
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
+/// Refuses the batch (inside the caller's transaction) when a run it writes
+/// is no longer the writer's: see [`check_fences`].
+async fn check_batch_fences(conn: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), StoreError> {
+    let ids: Vec<&str> = batch
+        .runs
+        .iter()
+        .map(|r| r.run_id.as_str())
+        .chain(batch.fences.iter().map(|(run, _)| &**run))
+        .collect();
+    let mut epochs = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let size = padded(chunk.len());
+        let mut q = sqlx::query(epoch_query(size));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for _ in chunk.len()..size {
+            q = q.bind(None::<&str>);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let run: String = row.try_get(0).map_err(db)?;
+            let epoch: i64 = row.try_get(1).map_err(db)?;
+            epochs.insert(run, epoch as u64);
+        }
+    }
+    check_fences(batch, |run| epochs.get(run).copied())
+}
+
+/// `SELECT run_id, epoch FROM runs WHERE run_id IN (…)` with `rows`
+/// placeholders (a power of two; the texts are made once).
+fn epoch_query(rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=ROWS_PER_STATEMENT.trailing_zeros())
+            .map(|bits| {
+                format!(
+                    "SELECT run_id, epoch FROM runs WHERE run_id IN ({})",
+                    vec!["?"; 1 << bits].join(", ")
+                )
+            })
+            .collect()
+    });
+    &texts[rows.trailing_zeros() as usize]
+}
+
 /// Every row of `batch`, then `COMMIT`, inside the caller's transaction.
 async fn write_rows(conn: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Result<(), sqlx::Error> {
+    if let Some(lease) = &batch.owner {
+        upsert_owner(conn, lease).await?;
+    }
     insert(conn, Table::Runs, &batch.runs, |q, run| {
         q.bind(&run.run_id)
             .bind(&run.workflow)
@@ -252,6 +402,8 @@ async fn write_rows(conn: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Re
             .bind(&run.error)
             .bind(run.created_at_ms)
             .bind(run.updated_at_ms)
+            .bind(run.owner.as_ref().map(|o| o.owner.id.as_str()))
+            .bind(run.epoch as i64)
     })
     .await?;
     insert(conn, Table::Entries, &batch.entries, |q, entry| {
@@ -282,6 +434,22 @@ async fn write_rows(conn: &mut sqlx::SqliteConnection, batch: &WriteBatch) -> Re
     })
     .await?;
     sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Records a journal's process and lease (or renews the lease).
+async fn upsert_owner(conn: &mut sqlx::SqliteConnection, lease: &OwnerLease) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO owners (owner, host, pid, started, lease_until) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (owner) DO UPDATE SET lease_until = excluded.lease_until",
+    )
+    .bind(&lease.owner.id)
+    .bind(&lease.owner.host)
+    .bind(lease.owner.pid as i64)
+    .bind(lease.owner.started as i64)
+    .bind(lease.until_ms)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -342,13 +510,24 @@ impl Table {
     /// The table's multi-row statement (its texts are made once, by
     /// [`statements`]).
     fn statement(self) -> RowsStatement {
-        // Upserts: a run record written again (resumed from a snapshot) takes
-        // the new outcome; state and snapshot keep the latest.
+        // New runs are plain inserts (the fence check refused ids in use);
+        // state and snapshot keep the latest.
         match self {
             Table::Runs => RowsStatement::insert(
                 "runs",
-                &["run_id", "workflow", "fingerprint", "status", "result", "error", "created_at", "updated_at"],
-                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, error = excluded.error, updated_at = excluded.updated_at",
+                &[
+                    "run_id",
+                    "workflow",
+                    "fingerprint",
+                    "status",
+                    "result",
+                    "error",
+                    "created_at",
+                    "updated_at",
+                    "owner",
+                    "epoch",
+                ],
+                "",
             ),
             Table::Entries => RowsStatement::insert("journal", &["run_id", "first_seq", "last_seq", "entries"], ""),
             Table::Events => RowsStatement::insert("events", &["run_id", "seq", "event"], ""),
@@ -446,7 +625,33 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, StoreError> {
         None => None,
         Some(text) => Some(serde_json::from_str(&text).map_err(|e| corrupt(format!("result is not JSON: {e}")))?),
     };
+    let owner = match row.try_get::<Option<String>, _>("owner").map_err(db)? {
+        None => None,
+        Some(id) => match row.try_get::<Option<String>, _>("owner_host").map_err(db)? {
+            Some(host) => Some(OwnerLease {
+                owner: Owner {
+                    id,
+                    host,
+                    pid: row.try_get::<i64, _>("owner_pid").map_err(db)? as u32,
+                    started: row.try_get::<i64, _>("owner_started").map_err(db)? as u64,
+                },
+                until_ms: row.try_get("owner_until").map_err(db)?,
+            }),
+            // An owner whose lease row is missing: nothing proves it alive.
+            None => Some(OwnerLease {
+                owner: Owner {
+                    id,
+                    host: String::new(),
+                    pid: 0,
+                    started: 0,
+                },
+                until_ms: 0,
+            }),
+        },
+    };
     Ok(RunRecord {
+        owner,
+        epoch: row.try_get::<i64, _>("epoch").map_err(db)? as u64,
         workflow: row.try_get("workflow").map_err(db)?,
         fingerprint: row.try_get("fingerprint").map_err(db)?,
         status,
@@ -466,7 +671,7 @@ impl JournalStore for SqliteStore {
     fn run(&self, run_id: &str) -> StoreFuture<'_, Option<RunRecord>> {
         let run_id = run_id.to_owned();
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
+            let row = sqlx::query(&format!("{SELECT_RUNS} WHERE r.run_id = ?"))
                 .bind(run_id)
                 .fetch_optional(&self.pool)
                 .await
@@ -481,11 +686,11 @@ impl JournalStore for SqliteStore {
             // reading the finished ones.
             let unfinished = filter.statuses == [RunStatus::Running];
             let sql = if unfinished {
-                "SELECT * FROM runs WHERE status = 'running' ORDER BY created_at, rowid"
+                format!("{SELECT_RUNS} WHERE r.status = 'running' ORDER BY r.created_at, r.rowid")
             } else {
-                "SELECT * FROM runs ORDER BY created_at, rowid"
+                format!("{SELECT_RUNS} ORDER BY r.created_at, r.rowid")
             };
-            let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(db)?;
+            let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db)?;
             let mut runs = Vec::new();
             for row in &rows {
                 let run = record(row)?;
@@ -571,6 +776,53 @@ impl JournalStore for SqliteStore {
                 .map_err(db)
         })
     }
+
+    fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(self.claim_run(claim))
+    }
+}
+
+impl SqliteStore {
+    async fn claim_run(&self, claim: &Claim) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db)?;
+        let claimed = claim_in(&mut conn, claim).await;
+        let end = if matches!(claimed, Ok(Some(_))) {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(error) = sqlx::query(end).execute(&mut *conn).await {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(db(error));
+        }
+        claimed
+    }
+}
+
+/// The claim inside the caller's transaction.
+async fn claim_in(conn: &mut sqlx::SqliteConnection, claim: &Claim) -> Result<Option<u64>, StoreError> {
+    let row = sqlx::query(&format!("{SELECT_RUNS} WHERE r.run_id = ?"))
+        .bind(&claim.run_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let Some(row) = row else { return Ok(None) };
+    let stored = record(&row)?;
+    may_take(stored.owner.as_ref(), &claim.lease.owner, now_ms()).map_err(|reason| StoreError::Claimed {
+        run_id: claim.run_id.clone(),
+        reason,
+    })?;
+    upsert_owner(conn, &claim.lease).await.map_err(db)?;
+    let epoch = stored.epoch + 1;
+    sqlx::query("UPDATE runs SET owner = ?, epoch = ? WHERE run_id = ?")
+        .bind(&claim.lease.owner.id)
+        .bind(epoch as i64)
+        .bind(&claim.run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(Some(epoch))
 }
 
 #[cfg(test)]
@@ -588,6 +840,8 @@ mod tests {
             error: None,
             created_at_ms: i as i64,
             updated_at_ms: i as i64,
+            owner: None,
+            epoch: 1,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use stepwise::store::{
-    EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, StoreFuture, WriteBatch,
+    Claim, EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, StoreFuture, WriteBatch,
 };
 
 /// Records every batch written, in order.
@@ -36,5 +36,8 @@ impl JournalStore for Recording {
     }
     fn snapshot(&self, run_id: &str) -> StoreFuture<'_, Option<String>> {
         self.inner.snapshot(run_id)
+    }
+    fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>> {
+        self.inner.claim(claim)
     }
 }
