@@ -682,6 +682,8 @@ enum FirstTick {
 pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> RunHandle<O> {
     let now = tokio::time::Instant::now();
     let mut claim = None;
+    // Set when the journal already runs a run with this id.
+    let mut duplicate = false;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
         Begin::Fresh { start, options } => {
             let explicit_id = options.run_id.is_some();
@@ -694,8 +696,11 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             // process, too): such a run waits until its record — its claim of
             // the id — is committed before any step runs. A generated id is
             // new by construction and does not wait.
-            let journal = options.journal.map(|journal| {
-                let mut run = RunJournal::new(journal, Arc::clone(&run_id), 0, 1);
+            let journal = options.journal.and_then(|journal| {
+                let Some(mut run) = RunJournal::new(journal, Arc::clone(&run_id), 0, 1) else {
+                    duplicate = true;
+                    return None;
+                };
                 let confirm: Option<Confirm> = explicit_id.then(|| {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     claim = Some(rx);
@@ -719,7 +724,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                         json,
                     });
                 }
-                Box::new(run)
+                Some(Box::new(run))
             });
             (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
         }
@@ -735,7 +740,11 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             claim: confirmed,
         } => {
             claim = confirmed;
-            let journal = journal.map(|j| Box::new(RunJournal::new(j, Arc::clone(&run_id), journal_seq, epoch)));
+            let journal = journal.and_then(|j| {
+                let run = RunJournal::new(j, Arc::clone(&run_id), journal_seq, epoch);
+                duplicate |= run.is_none();
+                run.map(Box::new)
+            });
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
             (
@@ -797,6 +806,19 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 }
             }));
         }
+    }
+    if duplicate {
+        shared.close(Err(RunError::Journal {
+            run_id: shared.run_id.to_string(),
+            source: JournalError::Fenced {
+                run_id: shared.run_id.to_string(),
+                reason: "this journal is running a run with that id already".into(),
+            },
+        }));
+        return RunHandle {
+            guard: HandleGuard { shared },
+            _out: PhantomData,
+        };
     }
     if !state_ok {
         shared.close(Err(RunError::StateTypeMismatch {

@@ -404,6 +404,12 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 run_id: run_id.to_owned(),
             })?;
         self.check_record(&record, &options)?;
+        if journal.is_running(run_id) {
+            return Err(ResumeError::Held {
+                run_id: run_id.to_owned(),
+                reason: "this journal is running it now".into(),
+            });
+        }
         let epoch = claim(journal, run_id, &options).await?;
         // Writes outside the run's log (the statuses below) are fenced too.
         journal.send(WriterMsg::Fence(run_id.into(), epoch));

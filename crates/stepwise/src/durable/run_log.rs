@@ -200,10 +200,13 @@ pub(crate) struct RunJournal {
 
 impl RunJournal {
     /// A run's journal side; `epoch` is the epoch the journal holds the run
-    /// at (1 for a run it starts).
-    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64, epoch: u64) -> Self {
-        journal.run_started();
-        RunJournal {
+    /// at (1 for a run it starts). `None` when the journal is running a run
+    /// with this id already.
+    pub(crate) fn new(journal: Journal, run_id: Arc<str>, seq: u64, epoch: u64) -> Option<Self> {
+        if !journal.start_run(&run_id) {
+            return None;
+        }
+        Some(RunJournal {
             journal,
             log: Arc::new(RunLog::new(Arc::clone(&run_id), epoch)),
             run_id,
@@ -213,7 +216,7 @@ impl RunJournal {
             entries: Vec::new(),
             entry_count: 0,
             first_seq: seq,
-        }
+        })
     }
 
     /// What to do if the journal gives the run up.
@@ -343,7 +346,7 @@ impl RunJournal {
 
 impl Drop for RunJournal {
     fn drop(&mut self) {
-        self.journal.run_ended();
+        self.journal.run_ended(&self.run_id);
     }
 }
 

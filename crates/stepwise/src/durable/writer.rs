@@ -165,6 +165,8 @@ struct JournalInner {
     drained: tokio::sync::Notify,
     /// Journaled runs alive now (the lease is renewed while there are any).
     live_runs: AtomicUsize,
+    /// Their ids: one journal never runs two runs with one id at once.
+    live_ids: Mutex<HashSet<Arc<str>>>,
     /// Run end → its status committed, in µs (see [`Journal::commit_lag`]).
     lags: Mutex<Vec<u32>>,
     /// Cuts the writer's commit delay short when someone waits for a flush.
@@ -235,6 +237,7 @@ impl Journal {
             backlog: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
             live_runs: AtomicUsize::new(0),
+            live_ids: Mutex::new(HashSet::new()),
             lags: Mutex::new(Vec::new()),
             flush_requested: tokio::sync::Notify::new(),
             row_hint: AtomicUsize::new(0),
@@ -354,11 +357,43 @@ impl Journal {
         }
     }
 
-    pub(super) fn run_started(&self) {
+    /// Registers a run this journal is about to run: false when it runs
+    /// one with that id already. A run registered again after its journal
+    /// gave it up is written again (a new claim of it).
+    pub(crate) fn start_run(&self, run: &Arc<str>) -> bool {
+        if !self
+            .inner
+            .live_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Arc::clone(run))
+        {
+            return false;
+        }
+        self.inner
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run);
         self.inner.live_runs.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
-    pub(super) fn run_ended(&self) {
+    /// True while this journal runs a run with this id.
+    pub(crate) fn is_running(&self, run: &str) -> bool {
+        self.inner
+            .live_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(run)
+    }
+
+    pub(super) fn run_ended(&self, run: &str) {
+        self.inner
+            .live_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run);
         self.inner.live_runs.fetch_sub(1, Ordering::Relaxed);
     }
 }
