@@ -1,0 +1,157 @@
+//! One owner per run, with real processes on one SQLite file: two `resume`s
+//! of one waiting run at once, and two `run --run-id` with the same id at
+//! once. Exactly one process gets the run; the other is told who holds it
+//! (or that the id is in use), and the stored run is the winner's alone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("stepwise-owner-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("runs.db")
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        demo(&self.db(), args).spawn().expect("the demo binary starts")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        demo(&self.db(), args).output().expect("the demo binary runs")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn demo(db: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stepwise-demo"));
+    command
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("TERM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn two_resumes_of_one_run_at_once_give_it_to_exactly_one() {
+    let s = Scratch::new("resume");
+    let waiting = s.run(&["run", "document_pipeline", "--run-id", "w"]);
+    assert_eq!(waiting.status.code(), Some(3), "{}", text(&waiting));
+
+    let first = s.spawn(&["resume", "w", "--answer", "yes"]);
+    let second = s.spawn(&["resume", "w", "--answer", "no, redo it"]);
+    let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let both = format!("{}\n---\n{}", text(&outputs[0]), text(&outputs[1]));
+    // The loser is told who holds the run; the winner goes on ("yes"
+    // completes the run, exit 0; the other answer asks again, exit 3).
+    let (losers, winners): (Vec<&Output>, Vec<&Output>) = outputs.iter().partition(|o| text(o).contains("is held by"));
+    assert_eq!(
+        (losers.len(), winners.len()),
+        (1, 1),
+        "exactly one resume proceeds:\n{both}"
+    );
+    assert_eq!(losers[0].status.code(), Some(1), "{both}");
+    assert!(text(losers[0]).contains("run w"), "{both}");
+    let winner = winners[0];
+    assert!(matches!(winner.status.code(), Some(0 | 3)), "{both}");
+
+    // The store agrees with the winner, and holds only its history.
+    let shown = s.run(&["show", "w"]);
+    let shown_text = text(&shown);
+    assert!(shown.status.success(), "{shown_text}");
+    let expected = if winner.status.code() == Some(0) {
+        "completed"
+    } else {
+        "running"
+    };
+    assert!(
+        shown_text.contains(expected),
+        "winner:\n{}\nstored:\n{shown_text}",
+        text(winner)
+    );
+    let answers = ["answering: yes", "answering: no, redo it"];
+    let winner_answer = answers
+        .iter()
+        .find(|a| text(winner).contains(*a))
+        .expect("the winner answered");
+    let loser_answer = answers.iter().find(|a| *a != winner_answer).unwrap();
+    let loser_text = &loser_answer["answering: ".len()..];
+    assert!(
+        !shown_text.contains(&format!("(revised: {loser_text})")),
+        "{shown_text}"
+    );
+}
+
+#[test]
+fn two_runs_with_one_id_at_once_give_it_to_exactly_one() {
+    let s = Scratch::new("run");
+    // Create the database first, so both processes race on one file.
+    let listed = s.run(&["runs"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let input = r#"{"text": "One.\n\nTwo."}"#;
+    let first = s.spawn(&[
+        "run",
+        "document_pipeline",
+        "--input",
+        input,
+        "--answer",
+        "yes",
+        "--run-id",
+        "same",
+    ]);
+    let second = s.spawn(&[
+        "run",
+        "document_pipeline",
+        "--input",
+        input,
+        "--answer",
+        "yes",
+        "--run-id",
+        "same",
+    ]);
+    let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let ok = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        ok,
+        1,
+        "exactly one run proceeds:\n{}\n---\n{}",
+        text(&outputs[0]),
+        text(&outputs[1])
+    );
+    let refused = outputs.iter().find(|o| !o.status.success()).unwrap();
+    let refused = text(refused);
+    assert!(
+        refused.contains("run same") && refused.contains("already in use"),
+        "{refused}"
+    );
+    // A later run with the id is refused too, and the stored run stays.
+    let again = s.run(&["run", "document_pipeline", "--input", input, "--run-id", "same"]);
+    assert!(!again.status.success(), "{}", text(&again));
+    let shown = s.run(&["show", "same"]);
+    assert!(text(&shown).contains("completed"), "{}", text(&shown));
+}
