@@ -322,10 +322,10 @@ impl Cli {
                     last_prompt: None,
                 };
                 let result = follow.follow(handle, out, input).await;
-                if let Some(journal) = &journal {
-                    let _ = journal.flush().await;
+                match &journal {
+                    Some(journal) => committed(journal, result).await,
+                    None => result,
                 }
-                result
             }
             Command::Runs { status, workflow } => {
                 let statuses = match status {
@@ -400,8 +400,7 @@ impl Cli {
                     last_prompt,
                 };
                 let result = follow.follow(handle, out, input).await;
-                let _ = journal.flush().await;
-                result
+                committed(&journal, result).await
             }
         }
     }
@@ -777,6 +776,17 @@ fn parse_input(json: Option<&str>) -> Result<Value, Failure> {
     match json {
         None => Ok(Value::Object(Default::default())),
         Some(text) => serde_json::from_str(text).map_err(|e| usage(format!("--input is not valid JSON: {e}"))),
+    }
+}
+
+/// `result`, unless the journal lost writes: then that failure (exit 1),
+/// because a run reported done whose journal is incomplete is a lie.
+async fn committed(journal: &Journal, result: Result<(), Failure>) -> Result<(), Failure> {
+    match journal.flush().await {
+        Ok(()) => result,
+        Err(error) => Err(failed(format!(
+            "the journal could not commit everything: {error}; what is stored may be incomplete"
+        ))),
     }
 }
 

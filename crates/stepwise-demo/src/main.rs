@@ -54,6 +54,14 @@ fn cli() -> Result<Cli, stepwise::BuildError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Store errors and warnings go to standard error, never nowhere
+    // (`RUST_LOG` changes the level; warnings and errors by default).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = match cli() {
         Ok(cli) => cli,
         Err(error) => {

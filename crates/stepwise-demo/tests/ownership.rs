@@ -158,3 +158,39 @@ fn two_runs_with_one_id_at_once_give_it_to_exactly_one() {
     let shown = s.run(&["show", "same"]);
     assert!(text(&shown).contains("completed"), "{}", text(&shown));
 }
+
+/// A real process whose database's write-ahead log is deleted while its run
+/// waits for an answer: the commits after it are refused, the run stops and
+/// the command exits 1 saying so, instead of printing a result it could not
+/// store.
+#[test]
+fn a_deleted_write_ahead_log_mid_run_fails_the_command() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = Scratch::new("wal");
+    let mut child = demo(&s.db(), &["run", "document_pipeline", "--run-id", "wal"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("the demo binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("the run ended before it asked: {seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("InputRequiredEvent") {
+            break;
+        }
+    }
+    let mut wal = s.db().into_os_string();
+    wal.push("-wal");
+    std::fs::remove_file(&wal).expect("the write-ahead log exists while the run is open");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "yes").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stdout:\n{seen}\nstderr:\n{err}");
+    assert!(err.contains("write-ahead log"), "{err}");
+}
