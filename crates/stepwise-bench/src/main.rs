@@ -90,6 +90,11 @@ const WORKLOADS: &[Workload] = &[
         run: journal::bench_append,
     },
     Workload {
+        name: "journal_lag",
+        figures: &["journal_lag_burst_p99_ms", "journal_lag_sustained_p99_ms"],
+        run: journal::bench_lag,
+    },
+    Workload {
         name: "replay",
         figures: &["replay_100k_ticks_s", "replay_100k_ticks_snapshots_s"],
         run: journal::bench_replay,
