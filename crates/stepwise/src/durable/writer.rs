@@ -37,7 +37,7 @@ pub struct JournalConfig {
     /// for it.
     pub commit_delay: Duration,
     /// How much handed-over, not yet committed journal text the runs may be
-    /// ahead of the store (default 1 MiB). Past it, journaled runs' drivers
+    /// ahead of the store (default 16 MiB). Past it, journaled runs' drivers
     /// wait before they poll their steps again, so the writer never falls
     /// more than about this much behind and commit lag stays bounded.
     pub max_backlog_bytes: usize,
@@ -54,7 +54,7 @@ impl Default for JournalConfig {
             snapshot_every: 10_000,
             max_batch: 65_536,
             commit_delay: Duration::from_millis(2),
-            max_backlog_bytes: 1 << 20,
+            max_backlog_bytes: 16 << 20,
             retry_for: Duration::from_secs(60),
         }
     }
