@@ -479,9 +479,9 @@ async fn write_loop(inner: Arc<JournalInner>, mut rx: mpsc::UnboundedReceiver<Wr
 async fn commit_loop(inner: Arc<JournalInner>, mut batches: mpsc::Receiver<Encoded>) {
     while let Some(mut encoded) = batches.recv().await {
         {
+            // Filtered under the lock: no copy of the set per batch.
             let poisoned = inner.poisoned.lock().unwrap_or_else(|p| p.into_inner());
             if !poisoned.is_empty() {
-                let poisoned = poisoned.clone();
                 encoded.retain(|run| !poisoned.contains(run));
             }
         }

@@ -19,7 +19,7 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 pub(crate) use owner::LiveOwner;
-pub use owner::{may_take, Claim, Holder, Owner, OwnerLease, LEASE};
+pub use owner::{may_take, Claim, Owner, OwnerLease, LEASE};
 pub use sqlite::SqliteStore;
 
 /// A boxed future returned by store methods (keeps [`JournalStore`] object safe).

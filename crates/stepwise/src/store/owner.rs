@@ -110,15 +110,6 @@ impl std::fmt::Display for Owner {
     }
 }
 
-/// Who holds a run now, as a claim sees it.
-#[derive(Clone, Debug)]
-pub struct Holder {
-    /// The holder and its lease.
-    pub lease: OwnerLease,
-    /// The run's current epoch.
-    pub epoch: u64,
-}
-
 /// Decides a claim: `Ok(())` when `claimant` may take a run held by `holder`
 /// (nobody, itself, or an owner that is gone), otherwise the reason. Every
 /// store makes the same decision, inside the transaction that takes the run.
