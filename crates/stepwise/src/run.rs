@@ -209,6 +209,11 @@ pub(crate) struct RunShared {
     journal: Option<Journal>,
     /// This run, for callbacks that must not keep it alive.
     this: std::sync::OnceLock<std::sync::Weak<RunShared>>,
+    /// The task that times the run out (runs with a timeout only), stopped
+    /// when the run ends.
+    watchdog: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// True while the driver is inside a step body's poll.
+    stepping: AtomicBool,
 }
 
 thread_local! {
@@ -629,9 +634,45 @@ impl RunShared {
         Ok(index)
     }
 
+    /// Ends the run if a tick just decided its outcome (cancel, timeout) and
+    /// the driver does not: normally the driver drops the in-flight steps and
+    /// then resolves the handle, but it polls the steps itself, so a body that
+    /// hogs its thread would hold the end back for as long as it runs. Then
+    /// the run ends from here, and the driver drops the steps when it next
+    /// gets control.
+    async fn finish_soon(&self) {
+        if !self.stepping.load(Ordering::Acquire) {
+            // The driver is free: give it a moment to end the run in order.
+            tokio::time::sleep(DRIVER_GRACE).await;
+        }
+        self.finish_now();
+    }
+
+    /// Ends the run now if a tick decided its outcome and nobody ended it yet.
+    fn finish_now(&self) {
+        let outcome = {
+            let mut core = lock(&self.core);
+            let outcome = core.finish.take();
+            if outcome.is_some() {
+                core.waiters.clear();
+            }
+            outcome
+        };
+        if let Some(outcome) = outcome {
+            finish_run(self, outcome);
+        }
+    }
+
+    /// Resolves the handle and the stream with `result`; the first result wins.
     fn close(&self, result: Result<AnyEvent, RunError>) {
+        if let Some(watchdog) = self.watchdog.get() {
+            watchdog.abort();
+        }
         let (stream_waker, result_waker) = {
             let mut outbox = lock(&self.outbox);
+            if outbox.result.is_some() {
+                return;
+            }
             outbox.result = Some(result);
             (outbox.stream_waker.take(), outbox.result_waker.take())
         };
@@ -788,6 +829,8 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         driver: AtomicWaker::new(),
         journal: journal_handle,
         this: std::sync::OnceLock::new(),
+        watchdog: std::sync::OnceLock::new(),
+        stepping: AtomicBool::new(false),
         started,
         workflow,
         run_id,
@@ -845,7 +888,12 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 }),
                 FirstTick::Resume => shared.apply(Tick::Resume),
             });
-            runtime.spawn(as_driver(Arc::clone(&shared), claim).instrument(span));
+            runtime.spawn(as_driver(Arc::clone(&shared), claim).instrument(span.clone()));
+            if let Some(timeout) = shared.workflow.timeout {
+                let watchdog =
+                    runtime.spawn(time_out(Arc::downgrade(&shared), shared.started + timeout).instrument(span));
+                let _ = shared.watchdog.set(watchdog.abort_handle());
+            }
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {
             run_id: shared.run_id.to_string(),
@@ -909,7 +957,6 @@ struct StepFinished {
 enum Wake {
     StepDone(StepFinished),
     Handoff,
-    Timeout,
     TimersDue,
 }
 
@@ -989,6 +1036,22 @@ impl Timers {
     }
 }
 
+/// How long a cancel or a timeout leaves the run's end to a driver that is
+/// not inside a step body before ending it from outside.
+const DRIVER_GRACE: Duration = Duration::from_millis(20);
+
+/// Times the run out at `deadline`. A task of its own rather than a timer in
+/// the driver, so that a step body that never yields (a CPU loop, a blocking
+/// call) cannot hold the timeout back: on a multi-threaded runtime this task
+/// runs on another thread and ends the run while the body still runs.
+async fn time_out(run: std::sync::Weak<RunShared>, deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await;
+    if let Some(shared) = run.upgrade() {
+        shared.apply(Tick::Timeout);
+        shared.finish_soon().await;
+    }
+}
+
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
 fn as_driver(shared: Arc<RunShared>, claim: Option<Claimed>) -> impl Future<Output = ()> + Send {
@@ -1024,23 +1087,17 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
         }
     }
     let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
-    // The timeout counts the run's own clock, so a resumed run keeps the time
-    // it already used.
-    let mut timer = shared
-        .workflow
-        .timeout
-        .map(|t| Box::pin(tokio::time::sleep_until(shared.started + t)));
     let mut starts: Vec<StartWorker> = Vec::with_capacity(1);
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
     loop {
-        let (finish, fault) = {
+        let (finish, fault, ended) = {
             let mut core = lock(&shared.core);
             shared.pending.store(false, Ordering::Release);
             std::mem::swap(&mut core.starts, &mut starts);
             std::mem::swap(&mut core.timers, &mut armed);
-            (core.finish.take(), core.fault.take())
+            (core.finish.take(), core.fault.take(), core.ended.is_some())
         };
         if let Some(error) = fault {
             drop(running);
@@ -1070,6 +1127,10 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             finish_run(&shared, outcome);
             return;
         }
+        if ended {
+            // Ended without the driver (cancel, timeout): drop what still runs.
+            return;
+        }
         for start in starts.drain(..) {
             running.push(step_task(&shared, start));
         }
@@ -1079,16 +1140,15 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
                 return Poll::Ready(Wake::Handoff);
             }
             if !running.is_empty() {
+                shared.stepping.store(true, Ordering::Release);
                 let polled = running.poll_next_unpin(cx);
+                shared.stepping.store(false, Ordering::Release);
                 if let Poll::Ready(Some(finished)) = polled {
                     return Poll::Ready(Wake::StepDone(finished));
                 }
                 if shared.pending.load(Ordering::Acquire) {
                     return Poll::Ready(Wake::Handoff);
                 }
-            }
-            if let Some(Poll::Ready(())) = timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-                return Poll::Ready(Wake::Timeout);
             }
             match timers.poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Wake::TimersDue),
@@ -1100,10 +1160,6 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             Wake::StepDone(finished) => {
                 report_step(&shared, &finished);
                 shared.step_done(finished.invocation, finished.result);
-            }
-            Wake::Timeout => {
-                timer = None;
-                shared.apply(Tick::Timeout);
             }
             Wake::TimersDue => {
                 // The timers' own resolution, so that a timer due within the
@@ -1345,11 +1401,32 @@ impl<O> RunHandle<O> {
         self.guard.shared.state()
     }
 
-    /// Cancels the run: in-flight steps are dropped, [`WorkflowCancelled`](crate::WorkflowCancelled)
-    /// is published, and awaiting the handle gives [`RunError::Cancelled`].
-    /// Does nothing if the run already ended.
+    /// Cancels the run: in-flight steps are dropped,
+    /// [`WorkflowCancelled`](crate::WorkflowCancelled) is published, and
+    /// awaiting the handle gives [`RunError::Cancelled`]. Does nothing if the
+    /// run already ended.
+    ///
+    /// A step body that never yields (a CPU loop, a blocking call) cannot be
+    /// dropped while it runs: the run ends anyway (on a multi-threaded
+    /// runtime, within milliseconds), the body keeps its thread until it
+    /// returns or yields, and whatever it does after the end is discarded.
     pub fn cancel(&self) {
-        self.guard.shared.apply(Tick::Cancel);
+        let shared = &self.guard.shared;
+        shared.apply(Tick::Cancel);
+        if shared.is_closed() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let run = Arc::downgrade(shared);
+                runtime.spawn(async move {
+                    if let Some(shared) = run.upgrade() {
+                        shared.finish_soon().await;
+                    }
+                });
+            }
+            Err(_) => shared.finish_now(),
+        }
     }
 
     /// True once the run has ended (with a result or an error).
