@@ -76,6 +76,11 @@ const WORKLOADS: &[Workload] = &[
         run: stream::bench,
     },
     Workload {
+        name: "slow_reader",
+        figures: &["slow_reader_memory_rss_mib", "slow_reader_journaled_rss_mib"],
+        run: stream::bench_slow_reader,
+    },
+    Workload {
         name: "journal_chain",
         figures: &[
             "journal_chain_step_us",

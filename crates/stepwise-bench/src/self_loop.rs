@@ -1,9 +1,11 @@
 //! Mirrors `bench_loop.py`: one step accepting `StartEvent | LoopEvent` and
 //! returning `LoopEvent | StopEvent` re-emits its own event N times in one run.
 
-use stepwise::{AnyEvent, Emitted, EventType, StartEvent, StepError, StepInput, StepOutput, StopEvent, Workflow};
+use stepwise::{
+    AnyEvent, Context, Emitted, EventType, StartEvent, StepError, StepInput, StepOutput, StopEvent, Workflow,
+};
 
-use crate::events::LoopEvent;
+use crate::events::{LoopEvent, Tick};
 use crate::measure::{self, emit};
 
 const N: u64 = 1_000_000;
@@ -48,19 +50,36 @@ impl StepOutput for LoopOut {
 
 pub(crate) fn workflow(k: u64) -> Workflow {
     Workflow::builder("loop")
-        .step("loop", move |ev: LoopIn| async move {
-            let n = match ev {
-                LoopIn::Start(ev) => ev.get("from").unwrap_or(0),
-                LoopIn::Again(ev) => ev.n,
-            };
-            if n >= k {
-                LoopOut::Stop(StopEvent::new(n))
-            } else {
-                LoopOut::Again(LoopEvent { n: n + 1 })
-            }
-        })
+        .step("loop", move |ev: LoopIn| async move { turn(ev, k) })
         .build()
         .expect("loop workflow is valid")
+}
+
+/// The same loop, each turn also writing `Tick { i: n }` to the stream.
+pub(crate) fn writing_workflow(k: u64) -> Workflow {
+    Workflow::builder("writing_loop")
+        .step("loop", move |ctx: Context, ev: LoopIn| async move {
+            let out = turn(ev, k);
+            if let LoopOut::Again(next) = &out {
+                ctx.write_event_to_stream(Tick { i: next.n - 1 });
+            }
+            out
+        })
+        .build()
+        .expect("writing loop workflow is valid")
+}
+
+/// One turn of the loop: the next event, or the stop event after `k`.
+fn turn(ev: LoopIn, k: u64) -> LoopOut {
+    let n = match ev {
+        LoopIn::Start(ev) => ev.get("from").unwrap_or(0),
+        LoopIn::Again(ev) => ev.n,
+    };
+    if n >= k {
+        LoopOut::Stop(StopEvent::new(n))
+    } else {
+        LoopOut::Again(LoopEvent { n: n + 1 })
+    }
 }
 
 pub fn bench() {

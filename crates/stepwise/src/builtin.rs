@@ -364,3 +364,18 @@ pub struct WorkflowIdle {
 impl Event for WorkflowIdle {
     const NAME: &'static str = "WorkflowIdle";
 }
+
+/// The first event of a stream taken late, when the run had published more
+/// events than its stream buffer holds before anybody took the stream: the
+/// oldest `missed` events were not kept for it (a journaled run has all of
+/// them in its store). A stream that was taken is never lagged: a reader
+/// that falls behind pauses the run's steps instead.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamLagged {
+    /// How many events, from the run's first, the stream does not have.
+    pub missed: u64,
+}
+
+impl Event for StreamLagged {
+    const NAME: &'static str = "StreamLagged";
+}

@@ -1,7 +1,10 @@
 //! The [`Context`] a step sees: send events, collect fan-in sets, publish to
 //! the stream, and know which run, step and worker it is.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use crate::collect::{CollectSet, Expectation};
 use crate::error::{SendError, WaitError};
@@ -80,8 +83,15 @@ impl Context {
     }
 
     /// Publishes `event` to the run's stream (it is not routed to steps).
-    pub fn write_event_to_stream<E: Event>(&self, event: E) {
+    ///
+    /// The event is written when this returns. Awaiting the result as well
+    /// (`ctx.write_event_to_stream(e).await`) waits while the stream's reader
+    /// is a full buffer behind (see [`RunOptions::stream_buffer`](crate::RunOptions::stream_buffer)):
+    /// do that in a loop that writes many events without awaiting anything
+    /// else, or memory grows with what the reader has not read yet.
+    pub fn write_event_to_stream<E: Event>(&self, event: E) -> StreamWrite<'_> {
         self.run.write_to_stream(self.invocation, AnyEvent::new(event));
+        StreamWrite { run: &self.run }
     }
 
     /// The run's state, shared by all steps: typed
@@ -205,5 +215,26 @@ impl std::fmt::Debug for Context {
             .field("step", &self.step_name())
             .field("worker", &self.worker)
             .finish()
+    }
+}
+
+/// Returned by [`Context::write_event_to_stream`]: the event is already
+/// written; awaiting this waits until the stream's buffer has room (at once
+/// when it has, or when nobody reads the stream).
+pub struct StreamWrite<'a> {
+    run: &'a RunShared,
+}
+
+impl std::fmt::Debug for StreamWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWrite").field("run_id", &self.run.run_id).finish()
+    }
+}
+
+impl Future for StreamWrite<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.run.poll_room(cx)
     }
 }

@@ -77,16 +77,16 @@ mod workflow;
 
 pub use builtin::{
     FieldError, HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailed, StepPhase, StepStateChanged, StopEvent,
-    UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle, WorkflowTimedOut,
+    StreamLagged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle, WorkflowTimedOut,
 };
 pub use collect::CollectSet;
-pub use context::Context;
+pub use context::{Context, StreamWrite};
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
 pub use error::{RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;
-pub use run::{EventStream, RunHandle, RunOptions, StopOutput};
+pub use run::{EventStream, RunHandle, RunOptions, StopOutput, DEFAULT_STREAM_BUFFER};
 pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
 pub use state::{StateError, StateStore};
 pub use step::{

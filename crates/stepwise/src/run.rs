@@ -45,7 +45,12 @@ pub struct RunOptions {
     state: Option<StateStore>,
     journal: Option<Journal>,
     allow_changed_definition: bool,
+    stream_buffer: Option<usize>,
 }
+
+/// How many published events a run keeps for its stream's reader by default
+/// (see [`RunOptions::stream_buffer`]).
+pub const DEFAULT_STREAM_BUFFER: usize = 10_000;
 
 impl RunOptions {
     /// Default options: a generated run id, no internal events.
@@ -79,6 +84,18 @@ impl RunOptions {
     /// written to `journal`, and the run can be resumed after a crash.
     pub fn journal(mut self, journal: &Journal) -> Self {
         self.journal = Some(journal.clone());
+        self
+    }
+
+    /// How many published events the run keeps for a reader that is behind
+    /// ([`DEFAULT_STREAM_BUFFER`] unless set; at least 1). Once a taken stream
+    /// holds that many unread events the run's steps are paused (they are not
+    /// polled, and [`Context::write_event_to_stream`](crate::Context::write_event_to_stream)
+    /// awaited waits) until the reader catches up: nothing is dropped. Before
+    /// anybody takes the stream the run keeps the latest that many, and a
+    /// stream taken later starts with [`StreamLagged`](crate::StreamLagged).
+    pub fn stream_buffer(mut self, events: usize) -> Self {
+        self.stream_buffer = Some(events.max(1));
         self
     }
 
@@ -171,9 +188,14 @@ impl RunCore {
 }
 
 /// What the caller side reads: published events and the final result.
-#[derive(Default)]
 struct Outbox {
     events: VecDeque<AnyEvent>,
+    /// Unread events kept at most (see [`RunOptions::stream_buffer`]).
+    capacity: usize,
+    /// Events dropped before the stream was taken (oldest first).
+    missed: u64,
+    /// Steps awaiting room in a full stream buffer.
+    room: Vec<Waker>,
     stream: StreamState,
     stream_waker: Option<Waker>,
     result: Option<Result<AnyEvent, RunError>>,
@@ -214,6 +236,8 @@ pub(crate) struct RunShared {
     watchdog: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// True while the driver is inside a step body's poll.
     stepping: AtomicBool,
+    /// Set while a taken stream's buffer is full: the driver polls no steps.
+    stream_full: AtomicBool,
 }
 
 thread_local! {
@@ -222,10 +246,41 @@ thread_local! {
     static POLLING_RUN: Cell<usize> = const { Cell::new(0) };
 }
 
+impl Outbox {
+    fn new(published: u64, capacity: usize) -> Self {
+        Outbox {
+            events: VecDeque::new(),
+            capacity,
+            missed: 0,
+            room: Vec::new(),
+            stream: StreamState::Waiting,
+            stream_waker: None,
+            result: None,
+            result_waker: None,
+            published,
+        }
+    }
+}
+
 /// Queues `event` for the stream's reader (dropped when nobody will read).
-fn enqueue(mut outbox: MutexGuard<'_, Outbox>, event: AnyEvent) {
-    if outbox.stream == StreamState::Detached {
-        return;
+/// A taken stream keeps everything and marks the buffer full for the driver;
+/// a stream nobody took yet keeps the latest `capacity` events.
+fn enqueue(shared: &RunShared, mut outbox: MutexGuard<'_, Outbox>, event: AnyEvent) {
+    match outbox.stream {
+        StreamState::Detached => return,
+        StreamState::Waiting => {
+            if outbox.events.len() >= outbox.capacity {
+                outbox.events.pop_front();
+                outbox.missed += 1;
+            }
+        }
+        StreamState::Taken => {
+            // Set and cleared under the outbox lock, so a plain load suffices.
+            if outbox.events.len() + 1 >= outbox.capacity && !shared.stream_full.load(Ordering::Relaxed) {
+                shared.stream_full.store(true, Ordering::Release);
+                tracing::debug!(run_id = %shared.run_id, "the stream's reader is behind: the run's steps wait for it");
+            }
+        }
     }
     outbox.events.push_back(event);
     if let Some(waker) = outbox.stream_waker.take() {
@@ -566,7 +621,7 @@ impl RunShared {
     fn publish(&self, event: AnyEvent) {
         let mut outbox = lock(&self.outbox);
         outbox.published += 1;
-        enqueue(outbox, event);
+        enqueue(self, outbox, event);
     }
 
     /// Gives `event` the run's next stream sequence number and records it in
@@ -580,7 +635,7 @@ impl RunShared {
 
     /// Puts an already numbered event on the stream.
     fn deliver(&self, event: AnyEvent) {
-        enqueue(lock(&self.outbox), event);
+        enqueue(self, lock(&self.outbox), event);
     }
 
     /// Sends an event into the run from a step or from outside.
@@ -663,6 +718,28 @@ impl RunShared {
         }
     }
 
+    /// The stream's buffer was emptied: steps paused by a full buffer go on.
+    fn make_room(&self, outbox: &mut Outbox) {
+        if self.stream_full.load(Ordering::Relaxed) {
+            self.stream_full.store(false, Ordering::Release);
+            outbox.room.drain(..).for_each(Waker::wake);
+            self.driver.wake();
+        }
+    }
+
+    /// Ready once the stream's buffer has room (see [`StreamWrite`]).
+    pub(crate) fn poll_room(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if !self.stream_full.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let mut outbox = lock(&self.outbox);
+        if !self.stream_full.load(Ordering::Acquire) || outbox.result.is_some() {
+            return Poll::Ready(());
+        }
+        outbox.room.push(cx.waker().clone());
+        Poll::Pending
+    }
+
     /// Resolves the handle and the stream with `result`; the first result wins.
     fn close(&self, result: Result<AnyEvent, RunError>) {
         if let Some(watchdog) = self.watchdog.get() {
@@ -674,6 +751,7 @@ impl RunShared {
                 return;
             }
             outbox.result = Some(result);
+            outbox.room.drain(..).for_each(Waker::wake);
             (outbox.stream_waker.take(), outbox.result_waker.take())
         };
         stream_waker.into_iter().chain(result_waker).for_each(Waker::wake);
@@ -725,8 +803,10 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     let mut claim = None;
     // Set when the journal already runs a run with this id.
     let mut duplicate = false;
+    let mut stream_buffer = DEFAULT_STREAM_BUFFER;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
         Begin::Fresh { start, options } => {
+            stream_buffer = options.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER);
             let explicit_id = options.run_id.is_some();
             let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
@@ -821,16 +901,14 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             ended: None,
             fault: None,
         }),
-        outbox: Mutex::new(Outbox {
-            published,
-            ..Outbox::default()
-        }),
+        outbox: Mutex::new(Outbox::new(published, stream_buffer)),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
         journal: journal_handle,
         this: std::sync::OnceLock::new(),
         watchdog: std::sync::OnceLock::new(),
         stepping: AtomicBool::new(false),
+        stream_full: AtomicBool::new(false),
         started,
         workflow,
         run_id,
@@ -1139,7 +1217,7 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             if shared.pending.load(Ordering::Acquire) {
                 return Poll::Ready(Wake::Handoff);
             }
-            if !running.is_empty() {
+            if !running.is_empty() && !shared.stream_full.load(Ordering::Acquire) {
                 shared.stepping.store(true, Ordering::Release);
                 let polled = running.poll_next_unpin(cx);
                 shared.stepping.store(false, Ordering::Release);
@@ -1373,9 +1451,13 @@ impl<O> RunHandle<O> {
             });
         }
         outbox.stream = StreamState::Taken;
+        let mut local = VecDeque::new();
+        if outbox.missed > 0 {
+            local.push_back(AnyEvent::new(crate::StreamLagged { missed: outbox.missed }));
+        }
         Ok(EventStream {
             shared: Arc::clone(&self.guard.shared),
-            local: VecDeque::new(),
+            local,
             ended: false,
         })
     }
@@ -1507,6 +1589,9 @@ impl Stream for EventStream {
         }
         let mut outbox = lock(&this.shared.outbox);
         std::mem::swap(&mut outbox.events, &mut this.local);
+        if !this.local.is_empty() {
+            this.shared.make_room(&mut outbox);
+        }
         match this.local.pop_front() {
             Some(event) => Poll::Ready(Some(event)),
             None if outbox.result.is_some() => {
@@ -1526,6 +1611,7 @@ impl Drop for EventStream {
         let mut outbox = lock(&self.shared.outbox);
         outbox.stream = StreamState::Detached;
         outbox.events = VecDeque::new();
+        self.shared.make_room(&mut outbox);
     }
 }
 
