@@ -94,10 +94,10 @@ async fn read_slowly(handle: stepwise::RunHandle<StopEvent>, k: u64) -> (f64, f6
         while let Some(event) = stream.next().await {
             if event.is::<Tick>() {
                 got += 1;
-                if got % SLOW_BATCH == 0 {
+                if got.is_multiple_of(SLOW_BATCH) {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                if got % 10_000 == 0 {
+                if got.is_multiple_of(10_000) {
                     peak = peak.max(measure::rss_mib());
                 }
             }
