@@ -229,6 +229,7 @@ pub enum StreamError {
 
 /// Why `wait_for_event` returned without an event.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// No matching event arrived in time.
     #[error("step `{step}` timed out waiting for `{event}` (waiter `{waiter_id}`)")]
@@ -253,5 +254,33 @@ pub enum WaitError {
     RunEnded {
         /// The awaited event type.
         event: &'static str,
+    },
+    /// The awaited event type is not part of the workflow's event registry,
+    /// so a journal or snapshot of the wait could not be read back.
+    #[error(
+        "step `{step}` waits for `{event}`, which workflow `{workflow}` does not declare; \
+         add it to the step's `waits_for = [...]` (or `StepConfig::waits_for::<{event}>()`)"
+    )]
+    UndeclaredEvent {
+        /// The workflow.
+        workflow: String,
+        /// The waiting step.
+        step: String,
+        /// The awaited event type.
+        event: &'static str,
+    },
+    /// The event the wait publishes is not part of the workflow's event
+    /// registry, so a journal or snapshot of the wait could not be read back.
+    #[error(
+        "step `{step}` publishes `{event}` while it waits, but workflow `{workflow}` does not declare it; \
+         add it to the step's `emits = [...]` (or register it with `WorkflowBuilder::event`)"
+    )]
+    UndeclaredPublish {
+        /// The workflow.
+        workflow: String,
+        /// The waiting step.
+        step: String,
+        /// The published event type.
+        event: String,
     },
 }
