@@ -82,7 +82,7 @@ pub use builtin::{
 pub use collect::CollectSet;
 pub use context::Context;
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
-pub use error::{RunError, SendError, StepError, StreamError, WaitError};
+pub use error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;
