@@ -200,6 +200,23 @@ fn active_steps_text(steps: &[String]) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
+    /// The event's value nests deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH) levels.
+    #[error(
+        "{} `{event}` is nested more than {limit} levels deep (stepwise::MAX_EVENT_DEPTH); \
+         flatten it, or keep the data elsewhere and send a reference to it",
+        origin(.step)
+    )]
+    TooDeep {
+        /// The run.
+        run_id: String,
+        /// The step that produced it, if a step did.
+        step: Option<String>,
+        /// The event's stable name.
+        event: String,
+        /// The limit.
+        limit: usize,
+    },
     /// A journaled run could not serialise the event, so it cannot be
     /// journaled; nothing of the step attempt that produced it was journaled.
     #[error(
@@ -223,7 +240,7 @@ impl EventError {
     /// The run the event was meant for.
     pub fn run_id(&self) -> &str {
         match self {
-            EventError::NotSerializable { run_id, .. } => run_id,
+            EventError::NotSerializable { run_id, .. } | EventError::TooDeep { run_id, .. } => run_id,
         }
     }
 }

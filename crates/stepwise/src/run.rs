@@ -187,6 +187,19 @@ impl RunCore {
     }
 }
 
+/// `event` as an [`EventError::TooDeep`] when it nests deeper than
+/// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH).
+fn too_deep(run_id: &str, step: Option<String>, event: &AnyEvent) -> Option<EventError> {
+    event
+        .exceeds_depth(crate::MAX_EVENT_DEPTH)
+        .then(|| EventError::TooDeep {
+            run_id: run_id.to_owned(),
+            step,
+            event: event.name().to_owned(),
+            limit: crate::MAX_EVENT_DEPTH,
+        })
+}
+
 /// Which of `events` does not serialise, as an [`EventError`] (`error` is
 /// what the journal reported, for when each serialises on its own).
 fn not_serializable<'a>(
@@ -318,10 +331,25 @@ impl RunShared {
             core.deferred.remove(&invocation).unwrap_or_default()
         };
         let mut result = result;
+        if let Ok(emitted) = &result {
+            let deep = emitted
+                .iter()
+                .find_map(|event| too_deep(&self.run_id, core.step_name(invocation), event));
+            if let Some(rejected) = deep {
+                // An earlier refusal of this attempt wins.
+                core.poisoned.entry(invocation).or_insert(StepError::new(rejected));
+            }
+        }
         if !core.poisoned.is_empty() {
             if let Some(error) = core.poisoned.remove(&invocation) {
-                effects.clear();
-                result = Err(error);
+                // Nothing of the attempt is applied (or journaled).
+                for effect in effects.drain(..) {
+                    let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
+                    crate::depth::dispose(event);
+                }
+                if let Ok(emitted) = std::mem::replace(&mut result, Err(error)) {
+                    emitted.into_iter().for_each(crate::depth::dispose);
+                }
             }
         }
         let mut tick = Tick::StepDone {
@@ -375,6 +403,18 @@ impl RunShared {
         let mut guard = lock(&self.core);
         let core = &mut *guard;
         if core.state.is_finished() {
+            return;
+        }
+        let (Effect::Send { event, .. } | Effect::Publish(event)) = &effect;
+        if let Some(rejected) = too_deep(&self.run_id, core.step_name(invocation), event) {
+            // Refused: the attempt fails when it ends (nothing of it applies).
+            tracing::warn!(run_id = %self.run_id, %rejected, "event refused");
+            if core.state.invocation_step(invocation).is_some() {
+                core.poisoned.entry(invocation).or_insert(StepError::new(rejected));
+            }
+            drop(guard);
+            let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
+            crate::depth::dispose(event);
             return;
         }
         if core.state.invocation_step(invocation).is_none() {
@@ -516,6 +556,18 @@ impl RunShared {
         let core = &mut *guard;
         // The invocation's deferred effects are applied before it waits: what
         // it waits for may depend on them.
+        if let Some(rejected) = spec
+            .publish
+            .as_ref()
+            .and_then(|event| too_deep(&self.run_id, core.step_name(invocation), event))
+        {
+            core.poisoned.insert(invocation, StepError::new(rejected.clone()));
+            drop(guard);
+            if let Some(event) = spec.publish {
+                crate::depth::dispose(event);
+            }
+            return Err(WaitError::EventRejected(rejected));
+        }
         let effects = core.deferred.remove(&invocation).unwrap_or_default();
         if let Err(error) = core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now) {
             // Not journaled, not applied; the invocation fails when it ends.
@@ -568,6 +620,12 @@ impl RunShared {
         // results, without offering their events a second time.
         if let Some(earlier) = guard.state.collected_before(invocation, buffer) {
             return earlier;
+        }
+        if let Some(rejected) = too_deep(&self.run_id, guard.step_name(invocation), &event) {
+            guard.poisoned.insert(invocation, StepError::new(rejected));
+            drop(guard);
+            crate::depth::dispose(event);
+            return None;
         }
         if let Err(error) = guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now) {
             // Not journaled, not buffered; the invocation fails when it ends.
@@ -692,6 +750,12 @@ impl RunShared {
             None => None,
             Some(name) => Some(self.check_target(name, &event)?),
         };
+        if origin.is_none() {
+            if let Some(rejected) = too_deep(&self.run_id, None, &event) {
+                crate::depth::dispose(event);
+                return Err(SendError::Rejected(rejected));
+            }
+        }
         let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
@@ -785,9 +849,12 @@ fn generate_run_id() -> String {
     id
 }
 
-/// Why the start event cannot enter a run, if it cannot: a journaled run's
-/// start event must serialise.
+/// Why the start event cannot enter a run, if it cannot: it must not nest
+/// too deep, and a journaled run's start event must serialise.
 fn check_start(run_id: &str, start: &AnyEvent, journaled: bool) -> Option<EventError> {
+    if let Some(error) = too_deep(run_id, None, start) {
+        return Some(error);
+    }
     if !journaled {
         return None;
     }
@@ -952,6 +1019,9 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         };
     }
     if let Some(source) = rejected {
+        if let FirstTick::Start(start) = first {
+            crate::depth::dispose(start);
+        }
         shared.close(Err(RunError::StartRejected {
             run_id: shared.run_id.to_string(),
             source,

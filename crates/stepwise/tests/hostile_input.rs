@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use stepwise::retry::RetryPolicy;
 use stepwise::store::{JournalStore, MemoryStore, RunStatus};
 use stepwise::{
-    Context, Event, EventError, EventKind, HumanResponseEvent, Journal, RunError, RunOptions, SendError, StartEvent,
-    StepConfig, StepError, StopEvent, StreamExt, WaitFor, Workflow, WorkflowBuilder, WorkflowIdle,
+    Context, Event, EventError, EventKind, HumanResponseEvent, InputRequiredEvent, Journal, RunError, RunOptions,
+    SendError, StartEvent, StepConfig, StepError, StopEvent, StreamExt, WaitFor, Workflow, WorkflowBuilder,
+    WorkflowIdle, MAX_EVENT_DEPTH,
 };
 
 // ------------------------------------------------ events that do not serialise
@@ -248,5 +249,224 @@ fn an_event_sent_from_outside_that_does_not_serialise_is_refused() {
         assert_eq!(stop.result, "fine");
         journal.flush().await.unwrap();
         wf.trace(&journal, &run_id).await.expect("the journal reads back");
+    });
+}
+
+// ------------------------------------------------------------- deep values
+
+/// `[[[…1…]]]`, nested `depth` levels, built without recursion.
+fn deep(depth: usize) -> serde_json::Value {
+    let mut value = serde_json::json!(1);
+    for _ in 0..depth {
+        value = serde_json::Value::Array(vec![value]);
+    }
+    value
+}
+
+/// A recursive type of the user's own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Nest {
+    Leaf,
+    Node(Box<Nest>),
+}
+impl Event for Nest {
+    const NAME: &'static str = "Nest";
+}
+
+fn nest(depth: usize) -> Nest {
+    let mut nest = Nest::Leaf;
+    for _ in 0..depth {
+        nest = Nest::Node(Box::new(nest));
+    }
+    nest
+}
+
+/// Runs `f` on a thread with an ordinary 2 MiB stack (where a 10,000-deep
+/// value overflows when serialised or dropped recursively), on a
+/// current-thread runtime, so every task of the run is on that stack too.
+fn on_small_stack<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(f());
+        })
+        .unwrap()
+        .join()
+        .expect("the thread survives");
+}
+
+const DEEP: usize = 10_000;
+
+fn assert_too_deep(error: &EventError, step: Option<&str>, event: &str) {
+    assert!(
+        matches!(error, EventError::TooDeep { step: s, event: e, limit, .. }
+            if s.as_deref() == step && e == event && *limit == MAX_EVENT_DEPTH),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("MAX_EVENT_DEPTH"), "{error}");
+}
+
+#[test]
+fn a_deep_start_event_is_refused_in_memory_and_journaled() {
+    on_small_stack(|| async {
+        let wf = Workflow::builder("deep-start")
+            .step(
+                "echo",
+                |ev: StartEvent| async move { StopEvent::new(ev.fields().len()) },
+            )
+            .build()
+            .unwrap();
+        let start = StartEvent::new().with_json("doc", deep(DEEP));
+        let result = wf.run_with(start, RunOptions::new().run_id("mem")).await;
+        let Err(RunError::StartRejected { run_id, source }) = &result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(run_id, "mem");
+        assert_too_deep(source, None, "StartEvent");
+
+        let store = MemoryStore::new();
+        let journal = Journal::new(store.clone());
+        let start = StartEvent::new().with_json("doc", deep(DEEP));
+        let result = wf
+            .run_journaled(start, &journal, RunOptions::new().run_id("stored"))
+            .await;
+        assert!(matches!(result, Err(RunError::StartRejected { .. })), "{result:?}");
+        journal.flush().await.unwrap();
+        assert!(store.run("stored").await.unwrap().is_none(), "nothing stored");
+
+        // At the limit it runs, and everything reads back.
+        let start = StartEvent::new().with_json("doc", deep(MAX_EVENT_DEPTH - 1));
+        let handle = wf.run_journaled(start, &journal, RunOptions::new());
+        let run_id = handle.run_id().to_owned();
+        assert_eq!(handle.await.unwrap().result, 1);
+        journal.flush().await.unwrap();
+        wf.trace(&journal, &run_id).await.expect("reads back");
+    });
+}
+
+#[test]
+fn a_deep_event_sent_from_outside_is_refused() {
+    on_small_stack(|| async {
+        let wf = Workflow::builder("deep-send")
+            .step("ask", |ctx: Context, _ev: StartEvent| async move {
+                let answer = ctx
+                    .wait_for_event(WaitFor::<HumanResponseEvent>::new())
+                    .await
+                    .map_err(StepError::new)?;
+                Ok::<_, StepError>(StopEvent::new(answer.response))
+            })
+            .build()
+            .unwrap();
+        for journaled in [false, true] {
+            let journal = Journal::new(MemoryStore::new());
+            let options = if journaled {
+                RunOptions::new().journal(&journal)
+            } else {
+                RunOptions::new()
+            };
+            let handle = wf.run_with(StartEvent::new(), options);
+            let mut stream = handle.stream_events().unwrap();
+            while let Some(event) = stream.next().await {
+                if event.is::<WorkflowIdle>() {
+                    break;
+                }
+            }
+            let answer = HumanResponseEvent {
+                response: "deep".into(),
+                data: deep(DEEP),
+            };
+            let Err(SendError::Rejected(error)) = handle.send_event(answer) else {
+                panic!("refused");
+            };
+            assert_too_deep(&error, None, "HumanResponseEvent");
+            handle.send_event(HumanResponseEvent::new("flat")).unwrap();
+            assert_eq!(handle.await.unwrap().result, "flat", "the run goes on");
+        }
+    });
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Deep {
+    Returned,
+    ReturnedOwnType,
+    Sent,
+    Streamed,
+}
+
+#[test]
+fn a_deep_event_from_a_step_fails_the_step() {
+    on_small_stack(|| async {
+        for how in [Deep::Returned, Deep::ReturnedOwnType, Deep::Sent, Deep::Streamed] {
+            let wf = Workflow::builder("deep-step")
+                .step_with(
+                    StepConfig::new("make")
+                        .emits::<HumanResponseEvent>()
+                        .emits::<InputRequiredEvent>()
+                        .emits::<Nest>(),
+                    move |ctx: Context, _ev: StartEvent| async move {
+                        match how {
+                            Deep::Returned => Ok(Some(StopEvent { result: deep(DEEP) })),
+                            Deep::ReturnedOwnType => {
+                                ctx.send_event(nest(DEEP));
+                                Ok(None)
+                            }
+                            Deep::Sent => {
+                                ctx.send_event(HumanResponseEvent {
+                                    response: "x".into(),
+                                    data: deep(DEEP),
+                                });
+                                Ok(None)
+                            }
+                            Deep::Streamed => {
+                                ctx.write_event_to_stream(InputRequiredEvent {
+                                    prompt: "x".into(),
+                                    data: deep(DEEP),
+                                });
+                                Ok(Some(StopEvent::new("streamed")))
+                            }
+                        }
+                        .map_err(|e: StepError| e)
+                    },
+                )
+                .step("nest", |_: Nest| async { StopEvent::new("nest") })
+                .step("answer", |_: HumanResponseEvent| async { StopEvent::new("answer") })
+                .build()
+                .unwrap();
+            for journaled in [false, true] {
+                let store = MemoryStore::new();
+                let journal = Journal::new(store.clone());
+                let options = if journaled {
+                    RunOptions::new().journal(&journal)
+                } else {
+                    RunOptions::new()
+                };
+                let handle = wf.run_with(StartEvent::new(), options);
+                let run_id = handle.run_id().to_owned();
+                let result = tokio::time::timeout(Duration::from_secs(10), handle)
+                    .await
+                    .expect("ends");
+                let Err(RunError::StepFailed { step, source, .. }) = &result else {
+                    panic!("{how:?} journaled={journaled}: {result:?}");
+                };
+                assert_eq!(step, "make");
+                let event = match how {
+                    Deep::Returned => "StopEvent",
+                    Deep::ReturnedOwnType => "Nest",
+                    Deep::Sent => "HumanResponseEvent",
+                    Deep::Streamed => "InputRequiredEvent",
+                };
+                let error = source.downcast_ref::<EventError>().expect("an EventError");
+                assert_too_deep(error, Some("make"), event);
+                if journaled {
+                    journal.flush().await.unwrap();
+                    wf.trace(&journal, &run_id).await.expect("the journal reads back");
+                    assert_eq!(store.run(&run_id).await.unwrap().unwrap().status, RunStatus::Failed);
+                }
+            }
+        }
     });
 }
