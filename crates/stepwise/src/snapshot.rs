@@ -24,6 +24,8 @@ use crate::reducer::{
 use crate::store::RunStatus;
 use crate::workflow::WorkflowCore;
 
+mod check;
+
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
@@ -72,6 +74,13 @@ impl Snapshot {
     /// equal values.
     pub fn reducer_state(&self) -> Value {
         serde_json::to_value(&self.run).unwrap_or(Value::Null)
+    }
+
+    /// Checks the snapshot as a whole against `workflow` (counts that match
+    /// their lists, known steps, workers, invocation ids, waiters, timers,
+    /// attempts); the first problem found, as a sentence.
+    pub(crate) fn validate(&self, workflow: &WorkflowCore) -> Result<(), String> {
+        check::check(workflow, self)
     }
 
     /// Reads a snapshot from JSON text, checking its format version.
