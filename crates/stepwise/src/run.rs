@@ -189,12 +189,12 @@ impl RunCore {
 
 /// `event` as an [`EventError::TooDeep`] when it nests deeper than
 /// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH).
-fn too_deep(run_id: &str, step: Option<String>, event: &AnyEvent) -> Option<EventError> {
+fn too_deep(run_id: &str, step: impl FnOnce() -> Option<String>, event: &AnyEvent) -> Option<EventError> {
     event
         .exceeds_depth(crate::MAX_EVENT_DEPTH)
         .then(|| EventError::TooDeep {
             run_id: run_id.to_owned(),
-            step,
+            step: step(),
             event: event.name().to_owned(),
             limit: crate::MAX_EVENT_DEPTH,
         })
@@ -334,7 +334,7 @@ impl RunShared {
         if let Ok(emitted) = &result {
             let deep = emitted
                 .iter()
-                .find_map(|event| too_deep(&self.run_id, core.step_name(invocation), event));
+                .find_map(|event| too_deep(&self.run_id, || core.step_name(invocation), event));
             if let Some(rejected) = deep {
                 // An earlier refusal of this attempt wins.
                 core.poisoned.entry(invocation).or_insert(StepError::new(rejected));
@@ -406,7 +406,7 @@ impl RunShared {
             return;
         }
         let (Effect::Send { event, .. } | Effect::Publish(event)) = &effect;
-        if let Some(rejected) = too_deep(&self.run_id, core.step_name(invocation), event) {
+        if let Some(rejected) = too_deep(&self.run_id, || core.step_name(invocation), event) {
             // Refused: the attempt fails when it ends (nothing of it applies).
             tracing::warn!(run_id = %self.run_id, %rejected, "event refused");
             if core.state.invocation_step(invocation).is_some() {
@@ -559,7 +559,7 @@ impl RunShared {
         if let Some(rejected) = spec
             .publish
             .as_ref()
-            .and_then(|event| too_deep(&self.run_id, core.step_name(invocation), event))
+            .and_then(|event| too_deep(&self.run_id, || core.step_name(invocation), event))
         {
             core.poisoned.insert(invocation, StepError::new(rejected.clone()));
             drop(guard);
@@ -621,7 +621,7 @@ impl RunShared {
         if let Some(earlier) = guard.state.collected_before(invocation, buffer) {
             return earlier;
         }
-        if let Some(rejected) = too_deep(&self.run_id, guard.step_name(invocation), &event) {
+        if let Some(rejected) = too_deep(&self.run_id, || guard.step_name(invocation), &event) {
             guard.poisoned.insert(invocation, StepError::new(rejected));
             drop(guard);
             crate::depth::dispose(event);
@@ -751,7 +751,7 @@ impl RunShared {
             Some(name) => Some(self.check_target(name, &event)?),
         };
         if origin.is_none() {
-            if let Some(rejected) = too_deep(&self.run_id, None, &event) {
+            if let Some(rejected) = too_deep(&self.run_id, || None, &event) {
                 crate::depth::dispose(event);
                 return Err(SendError::Rejected(rejected));
             }
@@ -852,7 +852,7 @@ fn generate_run_id() -> String {
 /// Why the start event cannot enter a run, if it cannot: it must not nest
 /// too deep, and a journaled run's start event must serialise.
 fn check_start(run_id: &str, start: &AnyEvent, journaled: bool) -> Option<EventError> {
-    if let Some(error) = too_deep(run_id, None, start) {
+    if let Some(error) = too_deep(run_id, || None, start) {
         return Some(error);
     }
     if !journaled {
