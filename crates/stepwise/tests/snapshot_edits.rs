@@ -91,12 +91,13 @@ fn hitl() -> Workflow {
 #[error("flaky")]
 struct Flaky;
 
-/// `flaky` fails its first attempt; the retry is due 300 ms later.
+/// `flaky` fails its first attempt; the retry is due 60 s later (the test
+/// moves it to "now" in the snapshot it edits).
 fn retrying(attempts: &Arc<AtomicU32>) -> Workflow {
     let attempts = Arc::clone(attempts);
     Workflow::builder("retrying")
         .step_with(
-            StepConfig::new("flaky").retry(RetryPolicy::fixed(3, Duration::from_millis(300))),
+            StepConfig::new("flaky").retry(RetryPolicy::fixed(3, Duration::from_secs(60))),
             move |_: StartEvent| {
                 let attempts = Arc::clone(&attempts);
                 async move {
@@ -119,21 +120,25 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A snapshot of `wf` once `ready` has been published (or after `after`).
-async fn snapshot_of(wf: &Workflow, ready: fn(&stepwise::AnyEvent) -> bool, after: Duration) -> Value {
+/// The first snapshot of a run of `wf` that satisfies `ready` (taken every
+/// 20 ms, for at most 10 s).
+async fn snapshot_of(wf: &Workflow, ready: fn(&Value) -> bool) -> Value {
     let handle = wf.run(StartEvent::new());
-    let mut stream = handle.stream_events().unwrap();
-    let wait = async {
-        while let Some(event) = stream.next().await {
-            if ready(&event) {
-                return;
-            }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let snapshot = handle.snapshot().await.expect("a snapshot");
+        let value: Value = serde_json::from_str(&snapshot.to_json().unwrap()).unwrap();
+        if ready(&value) {
+            handle.cancel();
+            return value;
         }
-    };
-    let _ = tokio::time::timeout(after, wait).await;
-    let snapshot = handle.snapshot().await.expect("a snapshot");
-    handle.cancel();
-    serde_json::from_str(&snapshot.to_json().unwrap()).unwrap()
+        assert!(tokio::time::Instant::now() < deadline, "never got there: {value}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn non_empty(value: &Value, list: &str) -> bool {
+    value["run"][list].as_array().is_some_and(|l| !l.is_empty())
 }
 
 /// How resuming an edited snapshot went.
@@ -576,9 +581,21 @@ fn edited_snapshots_are_refused_or_resume_never_hang() {
     let attempts = Arc::new(AtomicU32::new(0));
     let (fan, waiting, retry) = (fan_out(), hitl(), retrying(&attempts));
     let (fan_snap, hitl_snap, retry_snap) = rt.block_on(async {
-        let fan_snap = snapshot_of(&fan, |_| false, Duration::from_millis(300)).await;
-        let hitl_snap = snapshot_of(&waiting, |e| e.is::<WorkflowIdle>(), Duration::from_secs(5)).await;
-        let retry_snap = snapshot_of(&retry, |_| false, Duration::from_millis(100)).await;
+        // Items 0 and 1 collected, 2 and 3 in flight, 4 and 5 queued.
+        let fan_snap = snapshot_of(&fan, |v| {
+            v["run"]["buffers"][0]["events"]
+                .as_array()
+                .is_some_and(|e| e.len() == 2)
+                && v["run"]["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["queue"].as_array().unwrap().len() == 2)
+        })
+        .await;
+        let hitl_snap = snapshot_of(&waiting, |v| non_empty(v, "waiters")).await;
+        let mut retry_snap = snapshot_of(&retry, |v| non_empty(v, "retries")).await;
+        retry_snap["run"]["retries"][0]["due_us"] = retry_snap["at_us"].clone(); // due now
         (fan_snap, hitl_snap, retry_snap)
     });
     drop(rt);
