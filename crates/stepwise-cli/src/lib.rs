@@ -773,10 +773,19 @@ async fn last_prompt(journal: &Journal, run_id: &str, workflow: &dyn DynWorkflow
 }
 
 fn parse_input(json: Option<&str>) -> Result<Value, Failure> {
-    match json {
-        None => Ok(Value::Object(Default::default())),
-        Some(text) => serde_json::from_str(text).map_err(|e| usage(format!("--input is not valid JSON: {e}"))),
+    let value = match json {
+        None => return Ok(Value::Object(Default::default())),
+        Some(text) => serde_json::from_str(text).map_err(|e| usage(format!("--input is not valid JSON: {e}")))?,
+    };
+    // What a run accepts must read back: refuse what the engine would.
+    let depth = stepwise::json_depth(&value);
+    if depth > stepwise::MAX_EVENT_DEPTH {
+        return Err(usage(format!(
+            "--input is nested {depth} levels deep; the limit is {} (stepwise::MAX_EVENT_DEPTH): flatten it",
+            stepwise::MAX_EVENT_DEPTH
+        )));
     }
+    Ok(value)
 }
 
 /// `result`, unless the journal lost writes: then that failure (exit 1),

@@ -26,6 +26,7 @@ pub struct StartEvent {
 
 /// Why a [`StartEvent`] field could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FieldError {
     /// The field is not set.
     #[error("start event has no field `{field}`")]
@@ -41,6 +42,14 @@ pub enum FieldError {
         /// What serde said.
         #[source]
         source: serde_json::Error,
+    },
+    /// The value nests deeper than [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH).
+    #[error("start event field `{field}` is nested more than {limit} levels deep; flatten it")]
+    TooDeep {
+        /// The field.
+        field: String,
+        /// The limit.
+        limit: usize,
     },
     /// A value could not be turned into JSON.
     #[error("start event field `{field}` cannot be represented as JSON: {source}")]
@@ -59,23 +68,44 @@ impl StartEvent {
         Self::default()
     }
 
-    /// Builds a start event from a JSON object. Anything else is rejected.
+    /// Builds a start event from a JSON object (taken as it is, without
+    /// recursion, however deep). Anything else is rejected.
     pub fn from_json(value: Value) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(value)
+        match value {
+            Value::Object(fields) => Ok(StartEvent { fields }),
+            other => serde_json::from_value(other),
+        }
     }
 
     /// Sets `field` (builder style). A value that cannot be JSON is stored as `null`;
-    /// use [`StartEvent::set`] to see that error.
+    /// use [`StartEvent::set`] to see that error. A value nested deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH) is replaced by a stand-in
+    /// just over the limit, so a run refuses the event (to hand over a deep
+    /// `serde_json::Value` without converting it, use [`StartEvent::with_json`]).
     pub fn with(mut self, field: impl Into<String>, value: impl Serialize) -> Self {
         let field = field.into();
-        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        let value = crate::depth::bounded_value(&value);
         self.fields.insert(field, value);
+        self
+    }
+
+    /// Sets `field` to a JSON value as it is (no conversion).
+    pub fn with_json(mut self, field: impl Into<String>, value: Value) -> Self {
+        if let Some(old) = self.fields.insert(field.into(), value) {
+            crate::depth::dismantle(old);
+        }
         self
     }
 
     /// Sets `field`.
     pub fn set(&mut self, field: impl Into<String>, value: impl Serialize) -> Result<(), FieldError> {
         let field = field.into();
+        if crate::depth::exceeds(&value, crate::MAX_EVENT_DEPTH) {
+            return Err(FieldError::TooDeep {
+                field,
+                limit: crate::MAX_EVENT_DEPTH,
+            });
+        }
         match serde_json::to_value(value) {
             Ok(value) => {
                 self.fields.insert(field, value);
@@ -115,6 +145,23 @@ impl StartEvent {
     }
 }
 
+/// Takes deep field values apart without recursion (a value built in code can
+/// be nested far deeper than the stack allows `serde_json` to drop).
+impl Drop for StartEvent {
+    fn drop(&mut self) {
+        let nested = |v: &Value| match v {
+            Value::Array(items) => items.iter().any(|i| i.is_array() || i.is_object()),
+            Value::Object(map) => map.values().any(|i| i.is_array() || i.is_object()),
+            _ => false,
+        };
+        if self.fields.values().any(nested) {
+            for (_, value) in std::mem::take(&mut self.fields) {
+                crate::depth::dismantle(value);
+            }
+        }
+    }
+}
+
 impl Event for StartEvent {
     const NAME: &'static str = "StartEvent";
     const KIND: EventKind = EventKind::Start;
@@ -142,7 +189,7 @@ impl StopEvent {
     /// A stop event carrying `result`. A value that cannot be JSON becomes `null`.
     pub fn new(result: impl Serialize) -> Self {
         StopEvent {
-            result: serde_json::to_value(result).unwrap_or(Value::Null),
+            result: crate::depth::bounded_value(&result),
         }
     }
 

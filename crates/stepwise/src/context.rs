@@ -132,8 +132,15 @@ impl Context {
     /// writes it made before the wait, the wait's event is not published a
     /// second time, and a wait that had already been answered returns the
     /// same answer at once. See [`Workflow::resume`](crate::Workflow::resume).
+    ///
+    /// `E` must be part of the workflow's event registry (declare it with the
+    /// step's `waits_for = [E]`, or have a step accept it), and so must the
+    /// event the wait publishes: otherwise the wait fails at once with
+    /// [`WaitError::UndeclaredEvent`] / [`WaitError::UndeclaredPublish`],
+    /// since a journal or snapshot of it could not be resumed.
     pub async fn wait_for_event<E: Event>(&self, wait: WaitFor<E>) -> Result<E, WaitError> {
         let spec = wait.into_spec();
+        self.check_declared(&spec)?;
         let (key, receiver) = self.run.add_waiter(self.invocation, spec)?;
         let mut withdraw = WithdrawOnDrop {
             run: &self.run,
@@ -148,6 +155,29 @@ impl Context {
             Ok(Err(error)) => Err(error),
             Err(_) => Err(WaitError::RunEnded { event: E::NAME }),
         }
+    }
+
+    /// A wait whose types the registry lacks could be run but never read back.
+    fn check_declared(&self, spec: &crate::reducer::WaiterSpec) -> Result<(), WaitError> {
+        let workflow = &self.run.workflow;
+        let known = |ty: EventType| workflow.registry.get(ty.name()) == Some(&ty);
+        if !known(spec.ty) {
+            return Err(WaitError::UndeclaredEvent {
+                workflow: workflow.name.clone(),
+                step: self.step_name().to_owned(),
+                event: spec.ty.name(),
+            });
+        }
+        if let Some(publish) = &spec.publish {
+            if !known(publish.event_type()) {
+                return Err(WaitError::UndeclaredPublish {
+                    workflow: workflow.name.clone(),
+                    step: self.step_name().to_owned(),
+                    event: publish.name().to_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Fan-in, untyped: buffers `event` (a copy) for this step and returns the

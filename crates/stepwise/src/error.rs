@@ -145,6 +145,16 @@ pub enum RunError {
         /// The run.
         run_id: String,
     },
+    /// The start event was refused (too deep, or it does not serialise for
+    /// the run's journal); the run did not start and nothing was stored.
+    #[error("run {run_id} could not start: {source}")]
+    StartRejected {
+        /// The run.
+        run_id: String,
+        /// What is wrong with the start event.
+        #[source]
+        source: EventError,
+    },
     /// The run's driver task was aborted (the tokio runtime shut down).
     #[error("run {run_id} was aborted before it finished (its tokio runtime shut down)")]
     Aborted {
@@ -183,8 +193,68 @@ fn active_steps_text(steps: &[String]) -> String {
     }
 }
 
+/// Why an event was refused where it entered a run (the start event, an
+/// event sent from outside, or one a step returned, sent or wrote to the
+/// stream). As a step's failure it is the source of its [`StepError`]
+/// (`source.downcast_ref::<EventError>()`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The event's value nests deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH) levels.
+    #[error(
+        "{} `{event}` is nested more than {limit} levels deep (stepwise::MAX_EVENT_DEPTH); \
+         flatten it, or keep the data elsewhere and send a reference to it",
+        origin(.step)
+    )]
+    TooDeep {
+        /// The run.
+        run_id: String,
+        /// The step that produced it, if a step did.
+        step: Option<String>,
+        /// The event's stable name.
+        event: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A journaled run could not serialise the event, so it cannot be
+    /// journaled; nothing of the step attempt that produced it was journaled.
+    #[error(
+        "{} `{event}` cannot be serialised for the journal ({reason}); \
+         make its Serialize impl succeed (JSON maps need string keys)",
+        origin(.step)
+    )]
+    NotSerializable {
+        /// The run.
+        run_id: String,
+        /// The step that produced it, if a step did.
+        step: Option<String>,
+        /// The event's stable name.
+        event: String,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+impl EventError {
+    /// The run the event was meant for.
+    pub fn run_id(&self) -> &str {
+        match self {
+            EventError::NotSerializable { run_id, .. } | EventError::TooDeep { run_id, .. } => run_id,
+        }
+    }
+}
+
+fn origin(step: &Option<String>) -> String {
+    match step {
+        Some(step) => format!("step `{step}`: event"),
+        None => "event".to_owned(),
+    }
+}
+
 /// Why `send_event` refused an event.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The target step does not exist.
     #[error("cannot send `{event}` to step `{step}`: workflow `{workflow}` has no such step")]
@@ -214,6 +284,10 @@ pub enum SendError {
         /// The event's stable name.
         event: &'static str,
     },
+    /// The event cannot enter the run (too deep, or it does not serialise
+    /// for the run's journal); the run goes on without it.
+    #[error("cannot send to run {run}: {0}", run = .0.run_id())]
+    Rejected(EventError),
 }
 
 /// Why the event stream could not be opened.
@@ -229,6 +303,7 @@ pub enum StreamError {
 
 /// Why `wait_for_event` returned without an event.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WaitError {
     /// No matching event arrived in time.
     #[error("step `{step}` timed out waiting for `{event}` (waiter `{waiter_id}`)")]
@@ -253,5 +328,37 @@ pub enum WaitError {
     RunEnded {
         /// The awaited event type.
         event: &'static str,
+    },
+    /// An event the wait would journal (a send or stream write made before
+    /// it, or the event it publishes) was refused; the step attempt fails.
+    #[error("step cannot wait in run {run}: {0}", run = .0.run_id())]
+    EventRejected(EventError),
+    /// The awaited event type is not part of the workflow's event registry,
+    /// so a journal or snapshot of the wait could not be read back.
+    #[error(
+        "step `{step}` waits for `{event}`, which workflow `{workflow}` does not declare; \
+         add it to the step's `waits_for = [...]` (or `StepConfig::waits_for::<{event}>()`)"
+    )]
+    UndeclaredEvent {
+        /// The workflow.
+        workflow: String,
+        /// The waiting step.
+        step: String,
+        /// The awaited event type.
+        event: &'static str,
+    },
+    /// The event the wait publishes is not part of the workflow's event
+    /// registry, so a journal or snapshot of the wait could not be read back.
+    #[error(
+        "step `{step}` publishes `{event}` while it waits, but workflow `{workflow}` does not declare it; \
+         add it to the step's `emits = [...]` (or register it with `WorkflowBuilder::event`)"
+    )]
+    UndeclaredPublish {
+        /// The workflow.
+        workflow: String,
+        /// The waiting step.
+        step: String,
+        /// The published event type.
+        event: String,
     },
 }

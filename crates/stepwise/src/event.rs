@@ -152,6 +152,7 @@ trait ErasedEvent: Any + Send + Sync {
     fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
     fn to_raw_json(&self) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>;
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
+    fn exceeds_depth(&self, limit: usize) -> bool;
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn clone_arc(&self) -> Arc<dyn ErasedEvent>;
@@ -170,6 +171,9 @@ impl<E: Event> ErasedEvent for E {
     }
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(out, self)
+    }
+    fn exceeds_depth(&self, limit: usize) -> bool {
+        crate::depth::exceeds(self, limit)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -237,6 +241,29 @@ impl AnyEvent {
         match self.0.into_any().downcast::<E>() {
             Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
             // Unreachable: the type was checked above. Never panic on it anyway.
+            Err(_) => unreachable_downcast(),
+        }
+    }
+
+    /// True when the event's value nests deeper than `limit` (checked
+    /// without deep recursion).
+    pub(crate) fn exceeds_depth(&self, limit: usize) -> bool {
+        self.0.exceeds_depth(limit)
+    }
+
+    /// True when this is the only reference to the event.
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.0) == 1 && Arc::weak_count(&self.0) == 0
+    }
+
+    /// Takes the event out as `E` when it is one and this is its only
+    /// reference (never a copy); otherwise gives it back.
+    pub(crate) fn take_unique<E: Event>(self) -> Result<E, AnyEvent> {
+        if !self.is::<E>() || !self.is_unique() {
+            return Err(self);
+        }
+        match self.0.into_any().downcast::<E>() {
+            Ok(arc) => Arc::try_unwrap(arc).map_err(|arc| AnyEvent(arc as Arc<dyn ErasedEvent>)),
             Err(_) => unreachable_downcast(),
         }
     }

@@ -57,6 +57,7 @@ extern crate self as stepwise;
 mod builtin;
 mod collect;
 mod context;
+mod depth;
 mod durable;
 mod error;
 mod event;
@@ -81,8 +82,9 @@ pub use builtin::{
 };
 pub use collect::CollectSet;
 pub use context::{Context, StreamWrite};
+pub use depth::{json_depth, MAX_EVENT_DEPTH};
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
-pub use error::{RunError, SendError, StepError, StreamError, WaitError};
+pub use error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;

@@ -258,6 +258,40 @@ pub(crate) struct WaiterSpec {
     pub(crate) publish: Option<AnyEvent>,
 }
 
+/// A waiter whose invocation was re-queued by a resume, until the re-run
+/// registers it again. It keeps the wait's event type and requirements, so an
+/// answer that arrives before the re-run waits again is held for it instead
+/// of being routed (or published as unhandled).
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) step: StepIdx,
+    pub(crate) id: String,
+    /// `None` only when read from a snapshot written before the type was kept.
+    pub(crate) ty: Option<EventType>,
+    pub(crate) requirements: Vec<(String, Value)>,
+    /// The event that answered the wait before it was registered again.
+    pub(crate) held: Option<AnyEvent>,
+}
+
+/// True when `event` (of type `ty`) satisfies a wait for `want` with
+/// `requirements`; `json` caches the event's JSON between calls.
+fn wait_matches(
+    want: EventType,
+    requirements: &[(String, Value)],
+    ty: EventType,
+    event: &AnyEvent,
+    json: &mut Option<Value>,
+) -> bool {
+    want == ty && {
+        if requirements.is_empty() {
+            true
+        } else {
+            let fields = json.get_or_insert_with(|| event.to_json().unwrap_or(Value::Null));
+            requirements.iter().all(|(k, v)| fields.get(k) == Some(v))
+        }
+    }
+}
+
 /// A failed event waiting for its retry timer.
 #[derive(Debug)]
 pub(crate) struct PendingRetry {
@@ -369,8 +403,9 @@ pub(crate) struct RunState {
     /// Failed events waiting for their retry timer, by timer id.
     pub(crate) retries: BTreeMap<u64, PendingRetry>,
     /// Waiters whose invocation was re-queued by a resume: when the re-run
-    /// registers the same waiter again, its event is not published twice.
-    pub(crate) recovered_waiters: Vec<(StepIdx, String)>,
+    /// registers the same waiter again, its event is not published twice, and
+    /// an answer that came in meanwhile is handed to it at once.
+    pub(crate) recovered_waiters: Vec<Recovered>,
     pub(crate) waiters: Vec<Waiter>,
     pub(crate) next_timer: u64,
     /// Invocations with at least one open waiter.
@@ -566,17 +601,27 @@ impl RunState {
                 waiter_id: spec.id,
             });
         }
+        let recovered = self
+            .recovered_waiters
+            .iter()
+            .position(|r| r.step == step && r.id == spec.id)
+            .map(|i| self.recovered_waiters.swap_remove(i));
+        let key = self.next_timer;
+        self.next_timer += 1;
+        // Answered after the resume, before this re-run waited again.
+        if let Some(answer) = recovered.as_ref().and_then(|r| r.held.clone()) {
+            // Kept with the attempt, like an answer to a live wait.
+            inflight.attempt.answers.push((call, spec.id, answer.clone()));
+            out.push(Command::ResolveWaiter {
+                key,
+                result: Ok(answer),
+            });
+            return Ok(key);
+        }
         inflight.waiting += 1;
         if inflight.waiting == 1 {
             self.waiting_invocations += 1;
         }
-        let key = self.next_timer;
-        self.next_timer += 1;
-        let recovered = self
-            .recovered_waiters
-            .iter()
-            .position(|(s, id)| *s == step && *id == spec.id)
-            .map(|i| self.recovered_waiters.swap_remove(i));
         if let Some(event) = spec.publish {
             if recovered.is_none() {
                 out.push(Command::Publish(event));
@@ -658,11 +703,14 @@ impl RunState {
         if ty.kind() == EventKind::InputRequired {
             out.push(Command::Publish(event.clone()));
         }
-        let answered = if self.waiters.is_empty() {
+        let mut answered = if self.waiters.is_empty() {
             Vec::new()
         } else {
             self.resolve_waiters(&event, out)
         };
+        if !self.recovered_waiters.is_empty() {
+            self.hold_for_recovered(&event, &mut answered);
+        }
         let workflow = Arc::clone(&self.workflow);
         let acceptors = workflow.acceptors(&ty);
         let routed: Vec<StepIdx> = match target {
@@ -692,15 +740,7 @@ impl RunState {
         let mut index = 0;
         while index < self.waiters.len() {
             let waiter = &self.waiters[index];
-            let matches = waiter.ty == ty && {
-                if waiter.requirements.is_empty() {
-                    true
-                } else {
-                    let fields = json.get_or_insert_with(|| event.to_json().unwrap_or(Value::Null));
-                    waiter.requirements.iter().all(|(k, v)| fields.get(k) == Some(v))
-                }
-            };
-            if !matches {
+            if !wait_matches(waiter.ty, &waiter.requirements, ty, event, &mut json) {
                 index += 1;
                 continue;
             }
@@ -716,6 +756,21 @@ impl RunState {
             });
         }
         answered
+    }
+
+    /// Holds `event` for every recovered waiter (one whose step has not waited
+    /// again since a resume) that it satisfies and that has no answer yet;
+    /// adds their steps to `answered`, so the event is not also routed to them.
+    fn hold_for_recovered(&mut self, event: &AnyEvent, answered: &mut Vec<StepIdx>) {
+        let ty = event.event_type();
+        let mut json: Option<Value> = None;
+        for recovered in &mut self.recovered_waiters {
+            let Some(want) = recovered.ty else { continue };
+            if recovered.held.is_none() && wait_matches(want, &recovered.requirements, ty, event, &mut json) {
+                recovered.held = Some(event.clone());
+                answered.push(recovered.step);
+            }
+        }
     }
 
     /// Withdraws waiter `key`: its `wait_for_event` future was dropped before an
@@ -1012,7 +1067,13 @@ impl RunState {
         }
         self.waiting_invocations = 0;
         for waiter in std::mem::take(&mut self.waiters) {
-            self.recovered_waiters.push((waiter.step, waiter.id));
+            self.recovered_waiters.push(Recovered {
+                step: waiter.step,
+                id: waiter.id,
+                ty: Some(waiter.ty),
+                requirements: waiter.requirements,
+                held: None,
+            });
         }
         // Re-queue in reverse so that, pushed to the front, they keep their order.
         for (_, inflight) in requeued.into_iter().rev() {

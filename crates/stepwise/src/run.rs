@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::durable::{Confirm, Journal, JournalError, RunJournal, WriterMsg};
-use crate::error::{RunError, SendError, StepError, StreamError, WaitError};
+use crate::error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
 use crate::event::{AnyEvent, Event};
 use crate::journal::{self, TickData};
 use crate::reducer::Effect;
@@ -164,27 +164,90 @@ struct RunCore {
     ended: Option<RunStatus>,
     /// Set when the journal gave the run up: the driver ends the run with it.
     fault: Option<RunError>,
+    /// Invocations that made a wait or collect whose entry could not be
+    /// journaled: each ends with this error whatever its body returns.
+    poisoned: HashMap<InvocationId, StepError>,
 }
 
 impl RunCore {
-    /// Records `tick` in the journal (if any) before it is reduced.
-    fn record_tick(&mut self, tick: &Tick, now: Duration) {
+    /// Records `tick` in the journal (if any) before it is reduced. On error
+    /// nothing was written, and the tick must not be reduced as it is.
+    fn record_tick(&mut self, tick: &Tick, now: Duration) -> Result<(), serde_json::Error> {
         if let Some(journal) = self.journal.as_mut() {
-            if journal.append_tick(tick, &self.state, now) {
+            if journal.append_tick(tick, &self.state, now)? {
                 self.snapshot_due = true;
             }
         }
+        Ok(())
     }
 
-    /// Records a tick given as data (waiters, collects) before it is reduced.
-    fn record(&mut self, tick: impl FnOnce(&RunState) -> TickData<AnyEvent>, now: Duration) {
+    /// Records a tick given as data (waiters, collects) before it is reduced
+    /// (errors as for [`RunCore::record_tick`]).
+    fn record(
+        &mut self,
+        tick: impl FnOnce(&RunState) -> TickData<AnyEvent>,
+        now: Duration,
+    ) -> Result<(), serde_json::Error> {
         if let Some(journal) = self.journal.as_mut() {
             let data = tick(&self.state);
-            if journal.append(data, now) {
+            if journal.append(data, now)? {
                 self.snapshot_due = true;
             }
         }
+        Ok(())
     }
+
+    /// The name of `invocation`'s step, if it is in flight.
+    fn step_name(&self, invocation: InvocationId) -> Option<String> {
+        let step = self.state.invocation_step(invocation)?;
+        Some(self.state.workflow().steps[step].name().to_owned())
+    }
+}
+
+/// `event` as an [`EventError::TooDeep`] when it nests deeper than
+/// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH).
+fn too_deep(run_id: &str, step: impl FnOnce() -> Option<String>, event: &AnyEvent) -> Option<EventError> {
+    event
+        .exceeds_depth(crate::MAX_EVENT_DEPTH)
+        .then(|| EventError::TooDeep {
+            run_id: run_id.to_owned(),
+            step: step(),
+            event: event.name().to_owned(),
+            limit: crate::MAX_EVENT_DEPTH,
+        })
+}
+
+/// Which of `events` does not serialise, as an [`EventError`] (`error` is
+/// what the journal reported, for when each serialises on its own).
+fn not_serializable<'a>(
+    run_id: &str,
+    step: Option<String>,
+    events: impl IntoIterator<Item = &'a AnyEvent>,
+    error: &serde_json::Error,
+) -> EventError {
+    let mut scratch = Vec::new();
+    let (event, reason) = events
+        .into_iter()
+        .find_map(|event| {
+            scratch.clear();
+            event
+                .write_json(&mut scratch)
+                .err()
+                .map(|e| (event.name(), e.to_string()))
+        })
+        .unwrap_or(("(unknown)", error.to_string()));
+    EventError::NotSerializable {
+        run_id: run_id.to_owned(),
+        step,
+        event: event.to_owned(),
+        reason,
+    }
+}
+
+fn effect_events(effects: &[Effect]) -> impl Iterator<Item = &AnyEvent> {
+    effects.iter().map(|e| match e {
+        Effect::Send { event, .. } | Effect::Publish(event) => event,
+    })
 }
 
 /// What the caller side reads: published events and the final result.
@@ -307,7 +370,11 @@ impl RunShared {
         let mut guard = lock(&self.core);
         let core = &mut *guard;
         if !core.state.is_finished() {
-            core.record_tick(&tick, now);
+            if let Err(error) = core.record_tick(&tick, now) {
+                // Only the first tick (the start event, checked beforehand)
+                // and the engine's own ticks come here.
+                tracing::error!(run_id = %self.run_id, %error, "journal entry does not serialise");
+            }
         }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
@@ -318,18 +385,63 @@ impl RunShared {
         let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
-        let effects = if core.deferred.is_empty() {
+        let mut effects = if core.deferred.is_empty() {
             Vec::new()
         } else {
             core.deferred.remove(&invocation).unwrap_or_default()
         };
-        let tick = Tick::StepDone {
+        let mut result = result;
+        if let Ok(emitted) = &result {
+            let deep = emitted
+                .iter()
+                .find_map(|event| too_deep(&self.run_id, || core.step_name(invocation), event));
+            if let Some(rejected) = deep {
+                // An earlier refusal of this attempt wins.
+                core.poisoned.entry(invocation).or_insert(StepError::new(rejected));
+            }
+        }
+        if !core.poisoned.is_empty() {
+            if let Some(error) = core.poisoned.remove(&invocation) {
+                // Nothing of the attempt is applied (or journaled).
+                for effect in effects.drain(..) {
+                    let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
+                    crate::depth::dispose(event);
+                }
+                if let Ok(emitted) = std::mem::replace(&mut result, Err(error)) {
+                    emitted.into_iter().for_each(crate::depth::dispose);
+                }
+            }
+        }
+        let mut tick = Tick::StepDone {
             invocation,
             effects,
             result,
         };
         if !core.state.is_finished() {
-            core.record_tick(&tick, now);
+            if let Err(error) = core.record_tick(&tick, now) {
+                // An event of the step's does not serialise: the attempt
+                // fails instead (its retry policy applies), and nothing of
+                // it is journaled or applied.
+                let Tick::StepDone { effects, result, .. } = tick else {
+                    unreachable!("the tick was built as StepDone above")
+                };
+                let emitted = result.as_ref().ok().into_iter().flat_map(|e| e.iter());
+                let rejected = not_serializable(
+                    &self.run_id,
+                    core.step_name(invocation),
+                    effect_events(&effects).chain(emitted),
+                    &error,
+                );
+                tracing::warn!(run_id = %self.run_id, %rejected, "step attempt fails: an event does not serialise");
+                tick = Tick::StepDone {
+                    invocation,
+                    effects: Vec::new(),
+                    result: Err(StepError::new(rejected)),
+                };
+                if let Err(error) = core.record_tick(&tick, now) {
+                    tracing::error!(run_id = %self.run_id, %error, "journal entry does not serialise");
+                }
+            }
         }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
@@ -353,6 +465,18 @@ impl RunShared {
         if core.state.is_finished() {
             return;
         }
+        let (Effect::Send { event, .. } | Effect::Publish(event)) = &effect;
+        if let Some(rejected) = too_deep(&self.run_id, || core.step_name(invocation), event) {
+            // Refused: the attempt fails when it ends (nothing of it applies).
+            tracing::warn!(run_id = %self.run_id, %rejected, "event refused");
+            if core.state.invocation_step(invocation).is_some() {
+                core.poisoned.entry(invocation).or_insert(StepError::new(rejected));
+            }
+            drop(guard);
+            let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
+            crate::depth::dispose(event);
+            return;
+        }
         if core.state.invocation_step(invocation).is_none() {
             // A context kept past its step's end: apply the effect on its own.
             let tick = match effect {
@@ -363,7 +487,11 @@ impl RunShared {
                 },
                 Effect::Publish(event) => Tick::Publish(event),
             };
-            core.record_tick(&tick, now);
+            if let Err(error) = core.record_tick(&tick, now) {
+                // Nobody to fail: the event is dropped, loudly.
+                tracing::error!(run_id = %self.run_id, %error, "an event sent after its step ended does not serialise; dropped");
+                return;
+            }
             core.state.reduce(tick, now, &mut core.commands);
             self.execute(core, now);
             return;
@@ -488,8 +616,30 @@ impl RunShared {
         let core = &mut *guard;
         // The invocation's deferred effects are applied before it waits: what
         // it waits for may depend on them.
+        if let Some(rejected) = spec
+            .publish
+            .as_ref()
+            .and_then(|event| too_deep(&self.run_id, || core.step_name(invocation), event))
+        {
+            core.poisoned.insert(invocation, StepError::new(rejected.clone()));
+            drop(guard);
+            if let Some(event) = spec.publish {
+                crate::depth::dispose(event);
+            }
+            return Err(WaitError::EventRejected(rejected));
+        }
         let effects = core.deferred.remove(&invocation).unwrap_or_default();
-        core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now);
+        if let Err(error) = core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now) {
+            // Not journaled, not applied; the invocation fails when it ends.
+            let rejected = not_serializable(
+                &self.run_id,
+                core.step_name(invocation),
+                effect_events(&effects).chain(spec.publish.as_ref()),
+                &error,
+            );
+            core.poisoned.insert(invocation, StepError::new(rejected.clone()));
+            return Err(WaitError::EventRejected(rejected));
+        }
         let key = core
             .state
             .add_waiter(invocation, spec, effects, now, &mut core.commands);
@@ -531,7 +681,18 @@ impl RunShared {
         if let Some(earlier) = guard.state.collected_before(invocation, buffer) {
             return earlier;
         }
-        guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now);
+        if let Some(rejected) = too_deep(&self.run_id, || guard.step_name(invocation), &event) {
+            guard.poisoned.insert(invocation, StepError::new(rejected));
+            drop(guard);
+            crate::depth::dispose(event);
+            return None;
+        }
+        if let Err(error) = guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now) {
+            // Not journaled, not buffered; the invocation fails when it ends.
+            let rejected = not_serializable(&self.run_id, guard.step_name(invocation), [&event], &error);
+            guard.poisoned.insert(invocation, StepError::new(rejected));
+            return None;
+        }
         let set = guard.state.collect(invocation, buffer, event, expect);
         self.maybe_snapshot(&mut guard, now);
         if let Some(journal) = guard.journal.as_mut() {
@@ -649,6 +810,12 @@ impl RunShared {
             None => None,
             Some(name) => Some(self.check_target(name, &event)?),
         };
+        if origin.is_none() {
+            if let Some(rejected) = too_deep(&self.run_id, || None, &event) {
+                crate::depth::dispose(event);
+                return Err(SendError::Rejected(rejected));
+            }
+        }
         let now = self.now();
         let mut guard = lock(&self.core);
         if guard.state.is_finished() {
@@ -664,7 +831,17 @@ impl RunShared {
         }
         let core = &mut *guard;
         let tick = Tick::AddEvent { event, target, origin };
-        core.record_tick(&tick, now);
+        if let Err(error) = core.record_tick(&tick, now) {
+            let Tick::AddEvent { event, .. } = &tick else {
+                unreachable!("the tick was built as AddEvent above")
+            };
+            return Err(SendError::Rejected(not_serializable(
+                &self.run_id,
+                None,
+                [event],
+                &error,
+            )));
+        }
         core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
         Ok(())
@@ -791,6 +968,20 @@ fn generate_run_id() -> String {
     id
 }
 
+/// Why the start event cannot enter a run, if it cannot: it must not nest
+/// too deep, and a journaled run's start event must serialise.
+fn check_start(run_id: &str, start: &AnyEvent, journaled: bool) -> Option<EventError> {
+    if let Some(error) = too_deep(run_id, || None, start) {
+        return Some(error);
+    }
+    if !journaled {
+        return None;
+    }
+    let mut scratch = Vec::new();
+    let error = start.write_json(&mut scratch).err()?;
+    Some(not_serializable(run_id, None, [start], &error))
+}
+
 /// What the driver reduces first.
 enum FirstTick {
     Start(AnyEvent),
@@ -804,11 +995,17 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     // Set when the journal already runs a run with this id.
     let mut duplicate = false;
     let mut stream_buffer = DEFAULT_STREAM_BUFFER;
+    // Set when the start event cannot enter the run.
+    let mut rejected = None;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
-        Begin::Fresh { start, options } => {
+        Begin::Fresh { start, mut options } => {
             stream_buffer = options.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER);
             let explicit_id = options.run_id.is_some();
-            let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
+            let run_id: Arc<str> = options.run_id.take().unwrap_or_else(generate_run_id).into();
+            rejected = check_start(&run_id, &start, options.journal.is_some());
+            if rejected.is_some() {
+                options.journal = None; // nothing is stored of a refused run
+            }
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
             // The state store is made on first use unless the caller gave
             // one: most runs never touch it.
@@ -900,6 +1097,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             deferred: HashMap::new(),
             ended: None,
             fault: None,
+            poisoned: HashMap::new(),
         }),
         outbox: Mutex::new(Outbox::new(published, stream_buffer)),
         pending: AtomicBool::new(false),
@@ -935,6 +1133,19 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 run_id: shared.run_id.to_string(),
                 reason: "this journal is running a run with that id already".into(),
             },
+        }));
+        return RunHandle {
+            guard: HandleGuard { shared },
+            _out: PhantomData,
+        };
+    }
+    if let Some(source) = rejected {
+        if let FirstTick::Start(start) = first {
+            crate::depth::dispose(start);
+        }
+        shared.close(Err(RunError::StartRejected {
+            run_id: shared.run_id.to_string(),
+            source,
         }));
         return RunHandle {
             guard: HandleGuard { shared },

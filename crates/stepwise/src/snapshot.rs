@@ -19,10 +19,12 @@ use crate::error::StepError;
 use crate::event::AnyEvent;
 use crate::journal::{DecodeError, Decoder, StoredEvent};
 use crate::reducer::{
-    Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, RunState, StepSlot, Waiter,
+    Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, Recovered, RunState, StepSlot, Waiter,
 };
 use crate::store::RunStatus;
 use crate::workflow::WorkflowCore;
+
+mod check;
 
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -74,6 +76,13 @@ impl Snapshot {
         serde_json::to_value(&self.run).unwrap_or(Value::Null)
     }
 
+    /// Checks the snapshot as a whole against `workflow` (counts that match
+    /// their lists, known steps, workers, invocation ids, waiters, timers,
+    /// attempts); the first problem found, as a sentence.
+    pub(crate) fn validate(&self, workflow: &WorkflowCore) -> Result<(), String> {
+        check::check(workflow, self)
+    }
+
     /// Reads a snapshot from JSON text, checking its format version.
     pub fn from_json(text: &str) -> Result<Self, DecodeError> {
         let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Malformed {
@@ -110,7 +119,7 @@ pub(crate) struct RunData {
     buffers: Vec<BufferData>,
     retries: Vec<RetryData>,
     waiters: Vec<WaiterData>,
-    recovered_waiters: Vec<(String, String)>,
+    recovered_waiters: Vec<RecoveredData>,
     next_timer: u64,
     idle: bool,
     finished: bool,
@@ -222,6 +231,24 @@ struct WaiterData {
     event: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     requirements: Vec<(String, Value)>,
+}
+
+/// A waiter whose step has not waited again since a resume.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RecoveredData {
+    Full {
+        step: String,
+        id: String,
+        event: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requirements: Vec<(String, Value)>,
+        /// An answer that arrived before the step waited again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<StoredEvent>,
+    },
+    /// Written by builds that kept only (step, waiter id).
+    Bare(String, String),
 }
 
 fn us(d: Duration) -> u64 {
@@ -379,8 +406,19 @@ impl RunState {
             recovered_waiters: self
                 .recovered_waiters
                 .iter()
-                .map(|(s, id)| (w.step(*s), id.clone()))
-                .collect(),
+                .map(|r| {
+                    Ok(match r.ty {
+                        Some(ty) => RecoveredData::Full {
+                            step: w.step(r.step),
+                            id: r.id.clone(),
+                            event: ty.name().to_owned(),
+                            requirements: r.requirements.clone(),
+                            held: r.held.as_ref().map(|e| w.event(e)).transpose()?,
+                        },
+                        None => RecoveredData::Bare(w.step(r.step), r.id.clone()),
+                    })
+                })
+                .collect::<Result<_, serde_json::Error>>()?,
             next_timer: self.next_timer,
             idle: self.idle,
             finished: self.finished,
@@ -514,15 +552,18 @@ impl RunState {
                 },
             );
         }
-        for wt in data.waiters {
-            let ty = workflow
+        let event_type = |name: &str| {
+            workflow
                 .registry
-                .get(wt.event.as_str())
+                .get(name)
                 .copied()
                 .ok_or_else(|| DecodeError::UnknownEvent {
                     workflow: workflow.name.clone(),
-                    event: wt.event.clone(),
-                })?;
+                    event: name.to_owned(),
+                })
+        };
+        for wt in data.waiters {
+            let ty = event_type(&wt.event)?;
             state.waiters.push(Waiter {
                 key: wt.key,
                 invocation: InvocationId::from_pair(wt.invocation),
@@ -536,7 +577,30 @@ impl RunState {
         state.recovered_waiters = data
             .recovered_waiters
             .into_iter()
-            .map(|(s, id)| Ok((step(&s)?, id)))
+            .map(|r| {
+                Ok(match r {
+                    RecoveredData::Full {
+                        step: s,
+                        id,
+                        event,
+                        requirements,
+                        held,
+                    } => Recovered {
+                        step: step(&s)?,
+                        id,
+                        ty: Some(event_type(&event)?),
+                        requirements,
+                        held: held.map(|e| d.event(e)).transpose()?,
+                    },
+                    RecoveredData::Bare(s, id) => Recovered {
+                        step: step(&s)?,
+                        id,
+                        ty: None,
+                        requirements: Vec::new(),
+                        held: None,
+                    },
+                })
+            })
             .collect::<Result<_, DecodeError>>()?;
         state.next_timer = data.next_timer;
         state.idle = data.idle;

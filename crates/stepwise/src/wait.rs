@@ -72,7 +72,7 @@ impl<E: Event> WaitFor<E> {
     /// Only an event whose field `field` equals `value` (compared as JSON)
     /// satisfies the wait; other events of type `E` are routed as usual.
     pub fn require(mut self, field: impl Into<String>, value: impl Serialize) -> Self {
-        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        let value = crate::depth::bounded_value(&value);
         self.requirements.push((field.into(), value));
         self
     }

@@ -213,6 +213,7 @@ async fn requirements_ignore_non_matching_events_which_are_routed_as_usual() {
 #[tokio::test]
 async fn a_non_matching_event_nobody_accepts_is_reported_unhandled() {
     let wf = Workflow::builder("unhandled")
+        .event::<Reply>() // waited for: part of the registry
         .step("ask", |ctx: Context, _: StartEvent| async move {
             let wait = WaitFor::<Reply>::new()
                 .require("id", 7)
@@ -254,6 +255,7 @@ async fn one_event_resolves_waiters_in_several_steps() {
         }
     };
     let wf = Workflow::builder("several")
+        .event::<Go>() // waited for: part of the registry
         .step("a", waiter("a"))
         .step("b", waiter("b"))
         .step("join", |ctx: Context, ev: Got| async move {
@@ -319,6 +321,7 @@ async fn a_waiter_times_out_with_a_clear_error() {
 #[tokio::test(start_paused = true)]
 async fn default_waiter_ids_name_the_event_and_requirements() {
     let wf = Workflow::builder("ids")
+        .event::<Reply>() // waited for: part of the registry
         .step("ask", |ctx: Context, _: StartEvent| async move {
             let plain = ctx
                 .wait_for_event(WaitFor::<HumanResponseEvent>::new().timeout(SEC))
@@ -400,6 +403,7 @@ async fn an_abandoned_wait_is_withdrawn() {
     // The step gives up on a wait with its own timer, then waits again under
     // the same (default) id; the answer comes for the second wait.
     let wf = Workflow::builder("abandon")
+        .event::<Reply>() // waited for: part of the registry
         .step("ask", |ctx: Context, _: StartEvent| async move {
             let first = tokio::time::timeout(SEC, ctx.wait_for_event(WaitFor::<Reply>::new())).await;
             assert!(first.is_err(), "nobody answered in the first second");
@@ -420,6 +424,7 @@ async fn an_abandoned_wait_is_withdrawn() {
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_wait_does_not_swallow_later_events() {
     let wf = Workflow::builder("swallow")
+        .event::<Reply>() // waited for: part of the registry
         .step("ask", |ctx: Context, _: StartEvent| async move {
             let _ = tokio::time::timeout(SEC, ctx.wait_for_event(WaitFor::<Reply>::new())).await;
             // No longer waiting: busy for a while.
@@ -491,6 +496,7 @@ async fn a_wait_in_a_spawned_task_ends_when_the_run_ends() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let tx = Arc::new(Mutex::new(Some(tx)));
     let wf = Workflow::builder("ended")
+        .event::<Reply>() // waited for: part of the registry
         .step("ask", move |ctx: Context, _: StartEvent| {
             let tx = tx.lock().unwrap().take();
             async move {
@@ -661,6 +667,7 @@ async fn idle_counts_work_queued_behind_waiting_steps_as_waiting() {
     struct Answered(String);
 
     let wf = Workflow::builder("queued")
+        .event::<Reply>() // waited for: part of the registry
         .step("start", |_: StartEvent| async { vec![Question(1), Question(2)] })
         .step_with(
             StepConfig::new("ask").num_workers(1),

@@ -84,6 +84,15 @@ pub enum ResumeError {
         #[source]
         source: DecodeError,
     },
+    /// The snapshot is inconsistent (hand-edited or damaged): its parts do not
+    /// fit together, so no run could continue from it.
+    #[error("run {run_id}: the snapshot is inconsistent: {problem}")]
+    InvalidSnapshot {
+        /// The run.
+        run_id: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The stored state no longer fits the workflow's state type.
     #[error("run {run_id}: stored state does not decode as `{state_type}`: {reason}")]
     State {
@@ -235,6 +244,12 @@ async fn rebuild_upto(
                     ),
                 }));
             }
+            snapshot
+                .validate(workflow)
+                .map_err(|problem| ResumeError::InvalidSnapshot {
+                    run_id: run_id.to_owned(),
+                    problem,
+                })?;
             let at = Duration::from_micros(snapshot.at_us);
             let seq = snapshot.journal_seq;
             let published = snapshot.published;
@@ -258,6 +273,21 @@ async fn rebuild_upto(
     let mut entries = parse_entries(run_id, batches, from_seq)?;
     if let Some(limit) = upto {
         entries.retain(|e| e.seq < limit);
+    }
+    // Entries after a snapshot cannot be older than it: if they are, its
+    // `journal_seq` went backwards and they would be applied twice.
+    if let Some(first) = entries.first().filter(|_| from_seq > 0) {
+        let snapshot_us = at.as_micros() as u64;
+        if first.at_us < snapshot_us {
+            return Err(ResumeError::InvalidSnapshot {
+                run_id: run_id.to_owned(),
+                problem: format!(
+                    "it says it covers {from_seq} journal entries, but entry {} is older ({} µs) than the snapshot \
+                     ({snapshot_us} µs), so it covers more",
+                    first.seq, first.at_us
+                ),
+            });
+        }
     }
     let journal_seq = from_seq + entries.len() as u64;
     let decoder = Decoder { workflow };
@@ -638,6 +668,12 @@ impl<S: Event, O: Event> Workflow<S, O> {
             })?),
             None => None,
         };
+        snapshot
+            .validate(&self.core)
+            .map_err(|problem| ResumeError::InvalidSnapshot {
+                run_id: run_id.clone(),
+                problem,
+            })?;
         let run_arc: Arc<str> = run_id.as_str().into();
         let state = RunState::from_data(
             Arc::clone(&self.core),

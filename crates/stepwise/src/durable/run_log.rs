@@ -253,16 +253,23 @@ impl RunJournal {
     }
 
     /// Appends `tick` (about to be reduced) as the next entry; returns true
-    /// when a snapshot is due.
-    pub(crate) fn append_tick(&mut self, tick: &Tick, state: &RunState, now: Duration) -> bool {
+    /// when a snapshot is due. An entry that does not serialise is not
+    /// written at all (no partial entry, no gap in the sequence): the error
+    /// goes back to the caller, which must not reduce the tick as it is.
+    pub(crate) fn append_tick(
+        &mut self,
+        tick: &Tick,
+        state: &RunState,
+        now: Duration,
+    ) -> Result<bool, serde_json::Error> {
         self.append_with(now, |out, seq, at_us| {
             journal_text::write_tick(out, seq, at_us, tick, state)
         })
     }
 
     /// Appends an entry given as data (waiters, collects); returns true when
-    /// a snapshot is due.
-    pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> bool {
+    /// a snapshot is due (errors as for [`RunJournal::append_tick`]).
+    pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> Result<bool, serde_json::Error> {
         self.append_with(now, |out, seq, at_us| journal_text::write_entry(out, seq, at_us, tick))
     }
 
@@ -270,30 +277,26 @@ impl RunJournal {
         &mut self,
         now: Duration,
         write: impl FnOnce(&mut Vec<u8>, u64, u64) -> Result<(), serde_json::Error>,
-    ) -> bool {
+    ) -> Result<bool, serde_json::Error> {
         let seq = self.seq;
-        self.seq += 1;
         let mark = self.entries.len();
         if self.entry_count > 0 {
             self.entries.push(b',');
         }
-        match write(&mut self.entries, seq, now.as_micros() as u64) {
-            Ok(()) => {
-                if self.entry_count == 0 {
-                    self.first_seq = seq;
-                }
-                self.entry_count += 1;
-            }
-            Err(error) => {
-                // The gap makes the run unresumable from here, with a clear
-                // error then; a run's events must serialise to be journaled.
-                self.entries.truncate(mark);
-                tracing::error!(run_id = %self.run_id, seq, %error, "journal entry does not serialise");
-            }
+        if let Err(error) = write(&mut self.entries, seq, now.as_micros() as u64) {
+            // Nothing of the entry stays and its number is not used: the
+            // caller turns the tick into one that serialises.
+            self.entries.truncate(mark);
+            return Err(error);
         }
+        self.seq += 1;
+        if self.entry_count == 0 {
+            self.first_seq = seq;
+        }
+        self.entry_count += 1;
         self.since_snapshot += 1;
         let every = self.journal.config().snapshot_every;
-        every > 0 && self.since_snapshot >= every
+        Ok(every > 0 && self.since_snapshot >= every)
     }
 
     /// Writes a journal snapshot of `state` (covering every entry so far).
