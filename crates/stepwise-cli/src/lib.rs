@@ -297,6 +297,9 @@ impl Cli {
                 no_journal,
             } => {
                 let workflow = self.find(&workflow)?;
+                if let Some(id) = &run_id {
+                    valid_run_id(id)?;
+                }
                 let value = parse_input(json.as_deref())?;
                 let journal = if no_journal { None } else { Some(open(&db).await?) };
                 if let (Some(journal), Some(id)) = (&journal, &run_id) {
@@ -369,11 +372,13 @@ impl Cli {
                 Ok(())
             }
             Command::Show { run_id, draw, output } => {
+                valid_run_id(&run_id)?;
                 let format: Option<DrawFormat> = draw.map(|f| f.parse()).transpose().map_err(usage)?;
                 let journal = open_existing(&db, &run_id).await?;
                 self.show(&journal, &run_id, format, output, out).await
             }
             Command::Resume { run_id, answer } => {
+                valid_run_id(&run_id)?;
                 let journal = open_existing(&db, &run_id).await?;
                 let record = find_run(&journal, &run_id).await?;
                 if record.status.is_terminal() {
@@ -768,6 +773,20 @@ async fn last_prompt(journal: &Journal, run_id: &str, workflow: &dyn DynWorkflow
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("{name} {value}")),
+        )
+    })
+}
+
+/// A run id given on the command line must be one a run can have (exit 2
+/// otherwise).
+fn valid_run_id(run_id: &str) -> Result<(), Failure> {
+    stepwise::check_run_id(run_id).map_err(|reason| {
+        usage(
+            stepwise::RunError::InvalidRunId {
+                run_id: run_id.to_owned(),
+                reason,
+            }
+            .to_string(),
         )
     })
 }

@@ -743,3 +743,31 @@ fn cli_is_usable_from_a_shared_reference() {
     let cli = Arc::new(cli(&s.db()));
     assert_eq!(cli.workflow_names().join(", "), REGISTERED);
 }
+
+#[test]
+fn run_ids_that_are_empty_blank_multi_line_or_too_long_are_refused() {
+    let s = Scratch::new("run-ids");
+    let long = "x".repeat(256);
+    for (id, why) in [
+        ("", "it is empty"),
+        ("   ", "it is blank"),
+        ("a\nb", "control character '\\n'"),
+        ("bell\u{7}", "control character '\\u{7}'"),
+        (long.as_str(), "it is 256 bytes long"),
+    ] {
+        for args in [
+            vec!["run", "echo", "--run-id", id],
+            vec!["resume", id],
+            vec!["show", id],
+        ] {
+            let bad = s.run(&args).fails_with(EXIT_USAGE, "is not valid");
+            assert!(bad.err.contains(why), "{args:?}: {}", bad.err);
+            assert!(bad.err.contains("use 1 to 255 bytes of printable text"), "{}", bad.err);
+            assert_eq!(bad.err.lines().count(), 1, "one line: {:?}", bad.err);
+        }
+    }
+    assert!(!s.db().exists(), "a refused run id must not create the database");
+    let id = "y".repeat(255);
+    s.run(&["run", "echo", "--run-id", &id]).ok();
+    s.run(&["show", &id]).ok();
+}

@@ -82,7 +82,7 @@ pub use builtin::{
 pub use collect::CollectSet;
 pub use context::Context;
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
-pub use error::{RunError, SendError, StepError, StreamError, WaitError};
+pub use error::{check_run_id, RunError, SendError, StepError, StreamError, WaitError, MAX_RUN_ID_BYTES};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;

@@ -53,7 +53,11 @@ impl RunOptions {
         Self::default()
     }
 
-    /// Uses `run_id` instead of a generated id.
+    /// Uses `run_id` instead of a generated id. An empty or blank id, one
+    /// with a control character or one over 255 bytes
+    /// ([`check_run_id`](crate::check_run_id)) is refused: the handle
+    /// resolves to [`RunError::InvalidRunId`] and nothing runs or is
+    /// journaled.
     pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
         self
@@ -684,8 +688,14 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     let mut claim = None;
     // Set when the journal already runs a run with this id.
     let mut duplicate = false;
+    // Set when the caller's run id is refused (the run is not journaled).
+    let mut invalid_id = None;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
-        Begin::Fresh { start, options } => {
+        Begin::Fresh { start, mut options } => {
+            if let Some(Err(reason)) = options.run_id.as_deref().map(crate::check_run_id) {
+                options.journal = None;
+                invalid_id = Some(reason);
+            }
             let explicit_id = options.run_id.is_some();
             let run_id: Arc<str> = options.run_id.unwrap_or_else(generate_run_id).into();
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
@@ -814,6 +824,16 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 run_id: shared.run_id.to_string(),
                 reason: "this journal is running a run with that id already".into(),
             },
+        }));
+        return RunHandle {
+            guard: HandleGuard { shared },
+            _out: PhantomData,
+        };
+    }
+    if let Some(reason) = invalid_id {
+        shared.close(Err(RunError::InvalidRunId {
+            run_id: shared.run_id.to_string(),
+            reason,
         }));
         return RunHandle {
             guard: HandleGuard { shared },
