@@ -29,7 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -84,9 +84,14 @@ enum Command {
     Run {
         /// The workflow's name.
         workflow: String,
-        /// The start event as JSON (default `{}`).
-        #[arg(long, short, value_name = "JSON")]
+        /// The start event as JSON (default `{}`); `-` reads it from standard
+        /// input (then answers come only from --answer).
+        #[arg(long, short, value_name = "JSON", conflicts_with = "input_file")]
         input: Option<String>,
+        /// Read the start event's JSON from this file (for input larger than
+        /// the command line allows).
+        #[arg(long, value_name = "PATH")]
+        input_file: Option<PathBuf>,
         /// Answers to input requests, in order (otherwise asked on the terminal
         /// or read from standard input, one line each).
         #[arg(long, value_name = "TEXT")]
@@ -292,6 +297,7 @@ impl Cli {
             Command::Run {
                 workflow,
                 input: json,
+                input_file,
                 answer,
                 run_id,
                 no_journal,
@@ -300,6 +306,7 @@ impl Cli {
                 if let Some(id) = &run_id {
                     valid_run_id(id)?;
                 }
+                let json = read_input(json, input_file, input)?;
                 let value = parse_input(json.as_deref())?;
                 let journal = if no_journal { None } else { Some(open(&db).await?) };
                 if let (Some(journal), Some(id)) = (&journal, &run_id) {
@@ -789,6 +796,30 @@ fn valid_run_id(run_id: &str) -> Result<(), Failure> {
             .to_string(),
         )
     })
+}
+
+/// The start event's JSON text: `--input` itself, standard input for
+/// `--input -`, or the file of `--input-file`.
+fn read_input(
+    json: Option<String>,
+    file: Option<PathBuf>,
+    stdin: &mut (dyn BufRead + Send),
+) -> Result<Option<String>, Failure> {
+    if let Some(path) = file {
+        return std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| usage(format!("--input-file {}: {e}", path.display())));
+    }
+    if json.as_deref() != Some("-") {
+        return Ok(json);
+    }
+    let mut text = String::new();
+    stdin.read_to_string(&mut text).map_err(|e| {
+        usage(format!(
+            "--input -: cannot read the start event from standard input: {e}"
+        ))
+    })?;
+    Ok(Some(text))
 }
 
 fn parse_input(json: Option<&str>) -> Result<Value, Failure> {

@@ -771,3 +771,34 @@ fn run_ids_that_are_empty_blank_multi_line_or_too_long_are_refused() {
     s.run(&["run", "echo", "--run-id", &id]).ok();
     s.run(&["show", &id]).ok();
 }
+
+#[test]
+fn the_start_event_can_come_from_a_file_or_standard_input() {
+    let s = Scratch::new("input-file");
+    // Larger than one argument may be on Linux (MAX_ARG_STRLEN, 128 KiB).
+    let text = "word ".repeat(60_000);
+    let json = serde_json::json!({ "text": text }).to_string();
+    assert!(json.len() > 128 * 1024);
+    let file = s.dir.join("input.json");
+    std::fs::write(&file, &json).unwrap();
+    let expected = format!("result: {}\n", serde_json::to_string(&text).unwrap());
+    let from_file = s.run(&["run", "echo", "--input-file", file.to_str().unwrap()]).ok();
+    assert!(from_file.out.ends_with(&expected), "{}", &from_file.out[..200]);
+    let from_stdin = s.run_with(&["run", "echo", "--input", "-"], &json, false).ok();
+    assert!(from_stdin.out.ends_with(&expected), "{}", &from_stdin.out[..200]);
+
+    s.run(&[
+        "run",
+        "echo",
+        "--input-file",
+        s.dir.join("missing.json").to_str().unwrap(),
+    ])
+    .fails_with(EXIT_USAGE, "--input-file");
+    std::fs::write(&file, "{not json").unwrap();
+    s.run(&["run", "echo", "--input-file", file.to_str().unwrap()])
+        .fails_with(EXIT_USAGE, "is not valid JSON");
+    s.run_with(&["run", "echo", "--input", "-"], "", false)
+        .fails_with(EXIT_USAGE, "is not valid JSON");
+    s.run(&["run", "echo", "--input", "{}", "--input-file", file.to_str().unwrap()])
+        .fails_with(EXIT_USAGE, "cannot be used with");
+}

@@ -153,3 +153,59 @@ fn the_binary_is_the_command_line_over_the_demo_workflows() {
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     assert!(text(&resumed.stdout).contains("result: {\"version\":"));
 }
+
+#[test]
+fn a_start_event_larger_than_the_argument_limit_comes_from_a_file_or_standard_input() {
+    use std::io::Write;
+    let s = Scratch::new("input-file");
+    // Over Linux's limit for one argument (MAX_ARG_STRLEN, 128 KiB).
+    let text = format!("Zebrafish swim. {}", "Words follow words. ".repeat(10_000));
+    let json = serde_json::json!({ "text": text }).to_string();
+    assert!(json.len() > 128 * 1024);
+    let too_long = Command::new(env!("CARGO_BIN_EXE_stepwise-demo"))
+        .args(["run", "document_pipeline", "--answer", "yes", "--input", &json])
+        .output();
+    assert!(too_long.is_err(), "the argument itself is too long for exec");
+
+    let file = s.0.join("input.json");
+    std::fs::write(&file, &json).unwrap();
+    let from_file = s.demo(&[
+        "run",
+        "document_pipeline",
+        "--answer",
+        "yes",
+        "--input-file",
+        file.to_str().unwrap(),
+    ]);
+    let out = text_of(&from_file);
+    assert_eq!(from_file.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("result: {\"version\":1,\"summary\":\"- Zebrafish swim"),
+        "{out}"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stepwise-demo"))
+        .args(["run", "document_pipeline", "--answer", "yes", "--input", "-"])
+        .current_dir(&s.0)
+        .env("STEPWISE_DB", s.0.join("demo.db"))
+        .env_remove("TERM")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(json.as_bytes()));
+    let from_stdin = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let out = text_of(&from_stdin);
+    assert_eq!(from_stdin.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("result: {\"version\":1,\"summary\":\"- Zebrafish swim"),
+        "{out}"
+    );
+}
+
+fn text_of(output: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&output.stdout), text(&output.stderr))
+}
