@@ -29,7 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -37,7 +37,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use stepwise::graph::{DrawFormat, TraceOutcome};
-use stepwise::store::{RunFilter, RunRecord, RunStatus, SqliteStore};
+use stepwise::store::{RunFilter, RunRecord, RunStatus, SqliteStore, StoreError};
 use stepwise::{
     AnyEvent, EventKind, HumanResponseEvent, Journal, ResumeError, RunHandle, RunOptions, StepPhase, StepStateChanged,
     StreamExt, WorkflowIdle,
@@ -350,7 +350,7 @@ impl Cli {
                     let _ = writeln!(out, "no runs: {} does not exist yet", db.display());
                     return Ok(());
                 }
-                let journal = open(&db).await?;
+                let journal = open_to_read(&db).await?;
                 let runs = journal
                     .store()
                     .runs(RunFilter { statuses, workflow })
@@ -381,7 +381,10 @@ impl Cli {
             Command::Show { run_id, draw, output } => {
                 valid_run_id(&run_id)?;
                 let format: Option<DrawFormat> = draw.map(|f| f.parse()).transpose().map_err(usage)?;
-                let journal = open_existing(&db, &run_id).await?;
+                if !db.exists() {
+                    return Err(usage(format!("no run `{run_id}`: {} does not exist", db.display())));
+                }
+                let journal = open_to_read(&db).await?;
                 self.show(&journal, &run_id, format, output, out).await
             }
             Command::Resume { run_id, answer } => {
@@ -841,10 +844,33 @@ async fn committed(journal: &Journal, result: Result<(), Failure>) -> Result<(),
 }
 
 async fn open(db: &Path) -> Result<Journal, Failure> {
-    let store = SqliteStore::open(db)
-        .await
-        .map_err(|e| failed(format!("{}: {e}", db.display())))?;
+    let store = SqliteStore::open(db).await.map_err(|e| store_failure(db, e))?;
     Ok(Journal::new(store))
+}
+
+/// A database that could not be opened: a file that is not one is bad
+/// input (exit 2), anything else a failure (exit 1).
+fn store_failure(db: &Path, error: StoreError) -> Failure {
+    match error {
+        StoreError::NotADatabase { .. } => usage(error.to_string()),
+        other => failed(format!("{}: {other}", db.display())),
+    }
+}
+
+/// Opens an existing database for a command that only reads (`runs`,
+/// `show`): read-write when it can (so an older schema is upgraded), else
+/// read-only — a read-only file or directory can still be inspected.
+async fn open_to_read(db: &Path) -> Result<Journal, Failure> {
+    match SqliteStore::open(db).await {
+        Ok(store) => Ok(Journal::new(store)),
+        Err(error @ StoreError::NotADatabase { .. }) => Err(store_failure(db, error)),
+        Err(_) => {
+            let store = SqliteStore::open_read_only(db)
+                .await
+                .map_err(|e| store_failure(db, e))?;
+            Ok(Journal::new(store))
+        }
+    }
 }
 
 /// Opens the database for a command about one stored run, without creating
