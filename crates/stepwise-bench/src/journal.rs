@@ -15,10 +15,18 @@
 //!   self-loop run (100,002 entries) from SQLite with snapshots off — a full
 //!   replay; `replay_100k_ticks_snapshots_s` with the default snapshot every
 //!   10,000 entries (the latest snapshot plus the entries after it).
+//! - `journal_fanout_*`: one step sends N = 1,000,000 events (or
+//!   `$STEPWISE_BENCH_FANOUT_N`) with `ctx.send_event` to a counting step
+//!   that stops the run at the N-th; one run unjournaled
+//!   (`journal_fanout_memory_s`) and one journaled to a fresh SQLite file with
+//!   the default journal settings, snapshots on, including the final flush
+//!   (`journal_fanout_journaled_s`); their ratio (target ≤ 2×) and the
+//!   journaled run's peak RSS (`VmHWM`, reset before each phase through
+//!   `/proc/self/clear_refs`).
 
 use std::path::PathBuf;
 
-use stepwise::store::{MemoryStore, SqliteStore};
+use stepwise::store::{JournalStore, MemoryStore, SqliteStore};
 use stepwise::{Journal, JournalConfig, RunOptions, StartEvent, Workflow};
 
 use crate::measure::{self, emit};
@@ -214,5 +222,99 @@ pub fn bench_replay() {
     ));
     emit("replay_100k_ticks_s", measure::median(full), "s");
     emit("replay_100k_ticks_snapshots_s", measure::median(snapshots), "s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Events the `journal_fanout` start step sends (`STEPWISE_BENCH_FANOUT_N`
+/// overrides it).
+const FANOUT_N: u64 = 1_000_000;
+
+/// One step sends `n` `WorkEvent`s; a counting step stops the run when it
+/// has seen them all.
+fn fanout_workflow(n: u64) -> Workflow {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use stepwise::{Context, StepConfig, StopEvent};
+
+    use crate::events::WorkEvent;
+
+    let seen = Arc::new(AtomicU64::new(0));
+    Workflow::builder("journal_fanout")
+        .step_with(
+            StepConfig::new("start").emits::<WorkEvent>(),
+            move |ctx: Context, _ev: StartEvent| async move {
+                for i in 0..n {
+                    ctx.send_event(WorkEvent { i });
+                }
+            },
+        )
+        .step("count", move |_ev: WorkEvent| {
+            let seen = Arc::clone(&seen);
+            async move { (seen.fetch_add(1, Ordering::Relaxed) + 1 == n).then(|| StopEvent::new(n)) }
+        })
+        .build()
+        .expect("fan-out workflow is valid")
+}
+
+/// Resets the process's peak RSS (`VmHWM`) to its current RSS, so that
+/// phases measured one after another each get their own peak.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// One step sending N events to a counting step, unjournaled and journaled
+/// to a fresh SQLite file (default journal settings, snapshots on), one run
+/// of each after a small warm-up: wall time to the stop event (plus the
+/// flush, journaled), the ratio, and each phase's peak RSS.
+pub fn bench_fanout() {
+    let n = std::env::var("STEPWISE_BENCH_FANOUT_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(FANOUT_N);
+    let dir = temp_dir();
+    let rt = measure::runtime(2);
+    let path = dir.join("fanout.db");
+    let (memory, journaled, snapshot, rss) = measure::run_on(&rt, async move {
+        let stop = fanout_workflow(1_000)
+            .run(StartEvent::new())
+            .await
+            .expect("warm-up run");
+        assert_eq!(stop.result, 1_000);
+        let mut rss = Vec::new();
+        reset_peak_rss();
+        let (memory, stop) = measure::time_async(fanout_workflow(n).run(StartEvent::new())).await;
+        assert_eq!(stop.expect("fan-out run").result, n);
+        rss.push(measure::peak_rss_mib());
+        let store = SqliteStore::open(&path).await.expect("sqlite store");
+        let snapshot_every = std::env::var("STEPWISE_BENCH_SNAPSHOT_EVERY")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(JournalConfig::default().snapshot_every);
+        let journal = Journal::with_config(store.clone(), JournalConfig::default().snapshot_every(snapshot_every));
+        reset_peak_rss();
+        let (journaled, (run_id, stop)) = measure::time_async(async {
+            let handle = fanout_workflow(n).run_journaled(StartEvent::new(), &journal, RunOptions::new());
+            let run_id = handle.run_id().to_owned();
+            let stop = handle.await;
+            journal.flush().await.expect("journal flush");
+            (run_id, stop)
+        })
+        .await;
+        assert_eq!(stop.expect("journaled fan-out run").result, n);
+        assert!(journal.last_error().is_none(), "{:?}", journal.last_error());
+        rss.push(measure::peak_rss_mib());
+        let snapshot = store.snapshot(&run_id).await.expect("read the snapshot");
+        let snapshot = snapshot.map_or(0, |s| s.len());
+        (memory.as_secs_f64(), journaled.as_secs_f64(), snapshot, rss)
+    });
+    measure::comment(format!(
+        "journal fan-out: one step sends {n} events to a counting step; in memory {memory:.3} s (peak RSS {:.0} MiB), journaled to SQLite {journaled:.3} s incl. flush (peak RSS {:.0} MiB, latest snapshot {snapshot} bytes)",
+        rss[0], rss[1]
+    ));
+    emit("journal_fanout_memory_s", memory, "s");
+    emit("journal_fanout_journaled_s", journaled, "s");
+    emit("journal_fanout_ratio_x", journaled / memory, "x");
+    emit("journal_fanout_journaled_peak_rss_mib", rss[1], "MiB");
     let _ = std::fs::remove_dir_all(&dir);
 }

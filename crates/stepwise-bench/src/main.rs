@@ -100,6 +100,16 @@ const WORKLOADS: &[Workload] = &[
         run: journal::bench_lag,
     },
     Workload {
+        name: "journal_fanout",
+        figures: &[
+            "journal_fanout_memory_s",
+            "journal_fanout_journaled_s",
+            "journal_fanout_ratio_x",
+            "journal_fanout_journaled_peak_rss_mib",
+        ],
+        run: journal::bench_fanout,
+    },
+    Workload {
         name: "replay",
         figures: &["replay_100k_ticks_s", "replay_100k_ticks_snapshots_s"],
         run: journal::bench_replay,

@@ -37,7 +37,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use stepwise::graph::{DrawFormat, TraceOutcome};
-use stepwise::store::{RunFilter, RunRecord, RunStatus, SqliteStore};
+use stepwise::store::{RunFilter, RunRecord, RunStatus, SqliteStore, StoreError};
 use stepwise::{
     AnyEvent, EventKind, HumanResponseEvent, Journal, ResumeError, RunHandle, RunOptions, StepPhase, StepStateChanged,
     StreamExt, WorkflowIdle,
@@ -84,9 +84,14 @@ enum Command {
     Run {
         /// The workflow's name.
         workflow: String,
-        /// The start event as JSON (default `{}`).
-        #[arg(long, short, value_name = "JSON")]
+        /// The start event as JSON (default `{}`); `-` reads it from standard
+        /// input (then answers come only from --answer).
+        #[arg(long, short, value_name = "JSON", conflicts_with = "input_file")]
         input: Option<String>,
+        /// Read the start event's JSON from this file (for input larger than
+        /// the command line allows).
+        #[arg(long, value_name = "PATH")]
+        input_file: Option<PathBuf>,
         /// Answers to input requests, in order (otherwise asked on the terminal
         /// or read from standard input, one line each).
         #[arg(long, value_name = "TEXT")]
@@ -292,11 +297,16 @@ impl Cli {
             Command::Run {
                 workflow,
                 input: json,
+                input_file,
                 answer,
                 run_id,
                 no_journal,
             } => {
                 let workflow = self.find(&workflow)?;
+                if let Some(id) = &run_id {
+                    valid_run_id(id)?;
+                }
+                let json = read_input(json, input_file, input)?;
                 let value = parse_input(json.as_deref())?;
                 let journal = if no_journal { None } else { Some(open(&db).await?) };
                 if let (Some(journal), Some(id)) = (&journal, &run_id) {
@@ -340,7 +350,7 @@ impl Cli {
                     let _ = writeln!(out, "no runs: {} does not exist yet", db.display());
                     return Ok(());
                 }
-                let journal = open(&db).await?;
+                let journal = open_to_read(&db).await?;
                 let runs = journal
                     .store()
                     .runs(RunFilter { statuses, workflow })
@@ -369,11 +379,16 @@ impl Cli {
                 Ok(())
             }
             Command::Show { run_id, draw, output } => {
+                valid_run_id(&run_id)?;
                 let format: Option<DrawFormat> = draw.map(|f| f.parse()).transpose().map_err(usage)?;
-                let journal = open_existing(&db, &run_id).await?;
+                if !db.exists() {
+                    return Err(usage(format!("no run `{run_id}`: {} does not exist", db.display())));
+                }
+                let journal = open_to_read(&db).await?;
                 self.show(&journal, &run_id, format, output, out).await
             }
             Command::Resume { run_id, answer } => {
+                valid_run_id(&run_id)?;
                 let journal = open_existing(&db, &run_id).await?;
                 let record = find_run(&journal, &run_id).await?;
                 if record.status.is_terminal() {
@@ -772,6 +787,44 @@ async fn last_prompt(journal: &Journal, run_id: &str, workflow: &dyn DynWorkflow
     })
 }
 
+/// A run id given on the command line must be one a run can have (exit 2
+/// otherwise).
+fn valid_run_id(run_id: &str) -> Result<(), Failure> {
+    stepwise::check_run_id(run_id).map_err(|reason| {
+        usage(
+            stepwise::RunError::InvalidRunId {
+                run_id: run_id.to_owned(),
+                reason,
+            }
+            .to_string(),
+        )
+    })
+}
+
+/// The start event's JSON text: `--input` itself, standard input for
+/// `--input -`, or the file of `--input-file`.
+fn read_input(
+    json: Option<String>,
+    file: Option<PathBuf>,
+    stdin: &mut (dyn BufRead + Send),
+) -> Result<Option<String>, Failure> {
+    if let Some(path) = file {
+        return std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| usage(format!("--input-file {}: {e}", path.display())));
+    }
+    if json.as_deref() != Some("-") {
+        return Ok(json);
+    }
+    let mut text = String::new();
+    stdin.read_to_string(&mut text).map_err(|e| {
+        usage(format!(
+            "--input -: cannot read the start event from standard input: {e}"
+        ))
+    })?;
+    Ok(Some(text))
+}
+
 fn parse_input(json: Option<&str>) -> Result<Value, Failure> {
     let value = match json {
         None => return Ok(Value::Object(Default::default())),
@@ -800,10 +853,33 @@ async fn committed(journal: &Journal, result: Result<(), Failure>) -> Result<(),
 }
 
 async fn open(db: &Path) -> Result<Journal, Failure> {
-    let store = SqliteStore::open(db)
-        .await
-        .map_err(|e| failed(format!("{}: {e}", db.display())))?;
+    let store = SqliteStore::open(db).await.map_err(|e| store_failure(db, e))?;
     Ok(Journal::new(store))
+}
+
+/// A database that could not be opened: a file that is not one is bad
+/// input (exit 2), anything else a failure (exit 1).
+fn store_failure(db: &Path, error: StoreError) -> Failure {
+    match error {
+        StoreError::NotADatabase { .. } => usage(error.to_string()),
+        other => failed(format!("{}: {other}", db.display())),
+    }
+}
+
+/// Opens an existing database for a command that only reads (`runs`,
+/// `show`): read-write when it can (so an older schema is upgraded), else
+/// read-only — a read-only file or directory can still be inspected.
+async fn open_to_read(db: &Path) -> Result<Journal, Failure> {
+    match SqliteStore::open(db).await {
+        Ok(store) => Ok(Journal::new(store)),
+        Err(error @ StoreError::NotADatabase { .. }) => Err(store_failure(db, error)),
+        Err(_) => {
+            let store = SqliteStore::open_read_only(db)
+                .await
+                .map_err(|e| store_failure(db, e))?;
+            Ok(Journal::new(store))
+        }
+    }
 }
 
 /// Opens the database for a command about one stored run, without creating

@@ -743,3 +743,62 @@ fn cli_is_usable_from_a_shared_reference() {
     let cli = Arc::new(cli(&s.db()));
     assert_eq!(cli.workflow_names().join(", "), REGISTERED);
 }
+
+#[test]
+fn run_ids_that_are_empty_blank_multi_line_or_too_long_are_refused() {
+    let s = Scratch::new("run-ids");
+    let long = "x".repeat(256);
+    for (id, why) in [
+        ("", "it is empty"),
+        ("   ", "it is blank"),
+        ("a\nb", "control character '\\n'"),
+        ("bell\u{7}", "control character '\\u{7}'"),
+        (long.as_str(), "it is 256 bytes long"),
+    ] {
+        for args in [
+            vec!["run", "echo", "--run-id", id],
+            vec!["resume", id],
+            vec!["show", id],
+        ] {
+            let bad = s.run(&args).fails_with(EXIT_USAGE, "is not valid");
+            assert!(bad.err.contains(why), "{args:?}: {}", bad.err);
+            assert!(bad.err.contains("use 1 to 255 bytes of printable text"), "{}", bad.err);
+            assert_eq!(bad.err.lines().count(), 1, "one line: {:?}", bad.err);
+        }
+    }
+    assert!(!s.db().exists(), "a refused run id must not create the database");
+    let id = "y".repeat(255);
+    s.run(&["run", "echo", "--run-id", &id]).ok();
+    s.run(&["show", &id]).ok();
+}
+
+#[test]
+fn the_start_event_can_come_from_a_file_or_standard_input() {
+    let s = Scratch::new("input-file");
+    // Larger than one argument may be on Linux (MAX_ARG_STRLEN, 128 KiB).
+    let text = "word ".repeat(60_000);
+    let json = serde_json::json!({ "text": text }).to_string();
+    assert!(json.len() > 128 * 1024);
+    let file = s.dir.join("input.json");
+    std::fs::write(&file, &json).unwrap();
+    let expected = format!("result: {}\n", serde_json::to_string(&text).unwrap());
+    let from_file = s.run(&["run", "echo", "--input-file", file.to_str().unwrap()]).ok();
+    assert!(from_file.out.ends_with(&expected), "{}", &from_file.out[..200]);
+    let from_stdin = s.run_with(&["run", "echo", "--input", "-"], &json, false).ok();
+    assert!(from_stdin.out.ends_with(&expected), "{}", &from_stdin.out[..200]);
+
+    s.run(&[
+        "run",
+        "echo",
+        "--input-file",
+        s.dir.join("missing.json").to_str().unwrap(),
+    ])
+    .fails_with(EXIT_USAGE, "--input-file");
+    std::fs::write(&file, "{not json").unwrap();
+    s.run(&["run", "echo", "--input-file", file.to_str().unwrap()])
+        .fails_with(EXIT_USAGE, "is not valid JSON");
+    s.run_with(&["run", "echo", "--input", "-"], "", false)
+        .fails_with(EXIT_USAGE, "is not valid JSON");
+    s.run(&["run", "echo", "--input", "{}", "--input-file", file.to_str().unwrap()])
+        .fails_with(EXIT_USAGE, "cannot be used with");
+}

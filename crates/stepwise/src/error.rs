@@ -172,6 +172,17 @@ pub enum RunError {
         /// What the store holds.
         found: &'static str,
     },
+    /// The run id given in [`RunOptions::run_id`](crate::RunOptions::run_id)
+    /// is empty, blank, contains a control character (a newline, a tab…) or
+    /// is longer than [`MAX_RUN_ID_BYTES`]; the run did not start and nothing
+    /// was journaled.
+    #[error("run id {} is not valid: {reason}", shown_run_id(.run_id))]
+    InvalidRunId {
+        /// The id as given.
+        run_id: String,
+        /// What is wrong with it, and what to use instead.
+        reason: String,
+    },
     /// The run ended with a stop event of an unexpected type (an engine invariant
     /// broken by a hand-built step; validation normally prevents it).
     #[error("run {run_id} ended with `{found}`, expected `{expected}`")]
@@ -183,6 +194,42 @@ pub enum RunError {
         /// What arrived.
         found: &'static str,
     },
+}
+
+/// The longest run id accepted, in bytes.
+pub const MAX_RUN_ID_BYTES: usize = 255;
+
+/// Checks a run id chosen by the caller: it must not be empty or blank,
+/// contain no control characters (newlines, tabs, …) and be at most
+/// [`MAX_RUN_ID_BYTES`] bytes. `Err` says what is wrong and what to use.
+/// [`RunOptions::run_id`](crate::RunOptions::run_id) and
+/// [`Workflow::resume`](crate::Workflow::resume) apply it.
+pub fn check_run_id(run_id: &str) -> Result<(), String> {
+    const USE: &str = "use 1 to 255 bytes of printable text, e.g. `invoice-2041`";
+    if run_id.is_empty() {
+        return Err(format!("it is empty; {USE}"));
+    }
+    if run_id.chars().all(char::is_whitespace) {
+        return Err(format!("it is blank (only whitespace); {USE}"));
+    }
+    if let Some(c) = run_id.chars().find(|c| c.is_control()) {
+        return Err(format!("it contains the control character {c:?}; {USE}"));
+    }
+    if run_id.len() > MAX_RUN_ID_BYTES {
+        return Err(format!("it is {} bytes long; {USE}", run_id.len()));
+    }
+    Ok(())
+}
+
+/// A run id for a message: quoted and escaped (so a newline shows as `\n`),
+/// cut after 40 characters.
+pub(crate) fn shown_run_id(run_id: &str) -> String {
+    let mut chars = run_id.chars();
+    let head: String = chars.by_ref().take(40).collect();
+    match chars.next() {
+        None => format!("{head:?}"),
+        Some(_) => format!("{head:?}… ({} bytes)", run_id.len()),
+    }
 }
 
 fn active_steps_text(steps: &[String]) -> String {

@@ -84,7 +84,7 @@ pub use collect::CollectSet;
 pub use context::{Context, StreamWrite};
 pub use depth::{json_depth, MAX_EVENT_DEPTH};
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
-pub use error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
+pub use error::{check_run_id, EventError, RunError, SendError, StepError, StreamError, WaitError, MAX_RUN_ID_BYTES};
 pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use reducer::RetryInfo;
 pub use retry::RetryPolicy;

@@ -58,7 +58,11 @@ impl RunOptions {
         Self::default()
     }
 
-    /// Uses `run_id` instead of a generated id.
+    /// Uses `run_id` instead of a generated id. An empty or blank id, one
+    /// with a control character or one over 255 bytes
+    /// ([`check_run_id`](crate::check_run_id)) is refused: the handle
+    /// resolves to [`RunError::InvalidRunId`] and nothing runs or is
+    /// journaled.
     pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
         self
@@ -997,9 +1001,15 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     let mut stream_buffer = DEFAULT_STREAM_BUFFER;
     // Set when the start event cannot enter the run.
     let mut rejected = None;
+    // Set when the caller's run id is refused (the run is not journaled).
+    let mut invalid_id = None;
     let (run_id, reducer, store, journal, published, started, first) = match begin {
         Begin::Fresh { start, mut options } => {
             stream_buffer = options.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER);
+            if let Some(Err(reason)) = options.run_id.as_deref().map(crate::check_run_id) {
+                options.journal = None;
+                invalid_id = Some(reason);
+            }
             let explicit_id = options.run_id.is_some();
             let run_id: Arc<str> = options.run_id.take().unwrap_or_else(generate_run_id).into();
             rejected = check_start(&run_id, &start, options.journal.is_some());
@@ -1133,6 +1143,19 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 run_id: shared.run_id.to_string(),
                 reason: "this journal is running a run with that id already".into(),
             },
+        }));
+        return RunHandle {
+            guard: HandleGuard { shared },
+            _out: PhantomData,
+        };
+    }
+    if let Some(reason) = invalid_id {
+        if let FirstTick::Start(start) = first {
+            crate::depth::dispose(start);
+        }
+        shared.close(Err(RunError::InvalidRunId {
+            run_id: shared.run_id.to_string(),
+            reason,
         }));
         return RunHandle {
             guard: HandleGuard { shared },

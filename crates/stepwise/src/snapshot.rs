@@ -146,9 +146,43 @@ struct StepData {
     active: usize,
 }
 
+/// A queued or buffered event in a snapshot — the bulk of a large fan-out's
+/// snapshot: the live event when a snapshot is taken (written straight to
+/// JSON text when the snapshot is, with no `Value` tree per event in
+/// between), the stored form when one is read.
+#[derive(Clone, Debug)]
+enum BulkEvent {
+    Live(AnyEvent),
+    Stored(StoredEvent),
+}
+
+impl Serialize for BulkEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BulkEvent::Live(event) => event.serialize(serializer),
+            BulkEvent::Stored(event) => event.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BulkEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        StoredEvent::deserialize(deserializer).map(BulkEvent::Stored)
+    }
+}
+
+impl BulkEvent {
+    fn decode(self, d: &Decoder<'_>) -> Result<AnyEvent, DecodeError> {
+        match self {
+            BulkEvent::Live(event) => Ok(event),
+            BulkEvent::Stored(event) => d.event(event),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct QueuedData {
-    event: StoredEvent,
+    event: BulkEvent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attempt: Option<AttemptData>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -209,7 +243,7 @@ struct InFlightData {
 struct BufferData {
     step: String,
     buffer: String,
-    events: Vec<StoredEvent>,
+    events: Vec<BulkEvent>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -309,7 +343,7 @@ impl Writer<'_> {
 
     fn queued(&self, queued: &Queued) -> Result<QueuedData, serde_json::Error> {
         Ok(QueuedData {
-            event: self.event(&queued.event)?,
+            event: BulkEvent::Live(queued.event.clone()),
             attempt: queued.attempt.as_deref().map(|a| self.attempt(a)).transpose()?,
             lineage: self.lineage(&queued.lineage),
         })
@@ -362,11 +396,11 @@ impl RunState {
             .buffers
             .iter()
             .map(|((step, buffer), buf)| {
-                let events: Vec<AnyEvent> = buf.by_type.iter().flat_map(|(_, q)| q.iter().cloned()).collect();
+                let events = buf.by_type.iter().flat_map(|(_, q)| q.iter().cloned());
                 Ok(BufferData {
                     step: w.step(*step),
                     buffer: buffer.clone(),
-                    events: w.events(&events)?,
+                    events: events.map(BulkEvent::Live).collect(),
                 })
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
@@ -480,7 +514,7 @@ impl RunState {
         };
         let queued = |q: QueuedData| -> Result<Queued, DecodeError> {
             Ok(Queued {
-                event: d.event(q.event)?,
+                event: q.event.decode(&d)?,
                 attempt: q.attempt.map(|a| attempt(a).map(Box::new)).transpose()?,
                 lineage: lineage(q.lineage)?,
             })
@@ -533,7 +567,7 @@ impl RunState {
         for b in data.buffers {
             let mut buffer = CollectBuffer::default();
             for event in b.events {
-                let event = d.event(event)?;
+                let event = event.decode(&d)?;
                 let ty: TypeId = event.event_type().type_id();
                 match buffer.by_type.iter_mut().find(|(t, _)| *t == ty) {
                     Some((_, q)) => q.push(event),

@@ -30,6 +30,15 @@ pub enum ResumeError {
         /// Who holds it.
         reason: String,
     },
+    /// The run id is not one a run can have (empty, blank, with a control
+    /// character, or too long; see [`check_run_id`](crate::check_run_id)).
+    #[error("run id {} is not valid: {reason}", crate::error::shown_run_id(.run_id))]
+    InvalidRunId {
+        /// The id as given.
+        run_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The store has no such run.
     #[error("no run {run_id} in the journal store")]
     NotFound {
@@ -421,6 +430,10 @@ impl<S: Event, O: Event> Workflow<S, O> {
         run_id: &str,
         options: ResumeOptions,
     ) -> Result<RunHandle<O>, ResumeError> {
+        crate::check_run_id(run_id).map_err(|reason| ResumeError::InvalidRunId {
+            run_id: run_id.to_owned(),
+            reason,
+        })?;
         let store = journal.store();
         let store_err = |source| ResumeError::Store {
             run_id: run_id.to_owned(),

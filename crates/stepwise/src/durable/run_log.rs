@@ -176,6 +176,38 @@ impl LogRow {
 /// snapshot reads (and parses) at most this many entries it does not need.
 const ROW_ENTRIES: u64 = 1024;
 
+/// A snapshot costs about as much to build and write as its size, and saves
+/// a resume from replaying the entries written before it. One is due only
+/// once the entries written since the last one are at least this many times
+/// the larger of that snapshot's size and an estimate of the next one's
+/// ([`EVENT_BYTES_ESTIMATE`] per event the run holds), so all of a run's
+/// snapshots together cost at most 1/`SNAPSHOT_SIZE_FACTOR` of its journal
+/// (plus one snapshot), however large its state grows.
+pub(crate) const SNAPSHOT_SIZE_FACTOR: u64 = 8;
+
+/// A low estimate of the bytes a snapshot takes per event it holds (queued,
+/// in flight, buffered, waiting to be retried).
+const EVENT_BYTES_ESTIMATE: u64 = 32;
+
+/// Whether a snapshot may be due after `entries` entries of `bytes` bytes
+/// since the last one, which was `last_size` bytes (0: none yet); `every` is
+/// [`JournalConfig::snapshot_every`](super::JournalConfig::snapshot_every).
+fn snapshot_due(every: u64, entries: u64, bytes: u64, last_size: u64) -> bool {
+    every > 0 && entries >= every && bytes >= SNAPSHOT_SIZE_FACTOR.saturating_mul(last_size)
+}
+
+/// Events `state` holds, each of which a snapshot would write: O(steps and
+/// collect buffers), not O(events).
+fn held_events(state: &RunState) -> u64 {
+    let queued: usize = state.steps.iter().map(|s| s.queue.len()).sum();
+    let buffered: usize = state
+        .buffers
+        .values()
+        .map(|b| b.by_type.iter().map(|(_, q)| q.len()).sum::<usize>())
+        .sum();
+    (queued + buffered + state.invocations.len + state.retries.len()) as u64
+}
+
 /// A journaled run's connection to its journal.
 ///
 /// Everything one tick causes — its entry, the events it publishes, a
@@ -187,7 +219,12 @@ pub(crate) struct RunJournal {
     pub(crate) run_id: Arc<str>,
     /// Sequence number of the next entry.
     pub(crate) seq: u64,
+    /// Entries appended since the last snapshot (or the start).
     since_snapshot: u64,
+    /// Their text's size in bytes.
+    bytes_since_snapshot: u64,
+    /// The size of the last snapshot written, in bytes (0 before the first).
+    last_snapshot_bytes: u64,
     /// Where commits go; shared with the writer.
     log: Arc<RunLog>,
     pending: Vec<WriterMsg>,
@@ -212,6 +249,8 @@ impl RunJournal {
             run_id,
             seq,
             since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            last_snapshot_bytes: 0,
             pending: Vec::new(),
             entries: Vec::new(),
             entry_count: 0,
@@ -295,13 +334,27 @@ impl RunJournal {
         }
         self.entry_count += 1;
         self.since_snapshot += 1;
+        self.bytes_since_snapshot += (self.entries.len() - mark) as u64;
         let every = self.journal.config().snapshot_every;
-        Ok(every > 0 && self.since_snapshot >= every)
+        Ok(snapshot_due(
+            every,
+            self.since_snapshot,
+            self.bytes_since_snapshot,
+            self.last_snapshot_bytes,
+        ))
     }
 
-    /// Writes a journal snapshot of `state` (covering every entry so far).
+    /// Writes a journal snapshot of `state` (covering every entry so far),
+    /// unless the entries since the last one are still too few for its
+    /// estimated size (see [`SNAPSHOT_SIZE_FACTOR`]); then the next entry
+    /// asks again.
     pub(crate) fn snapshot(&mut self, workflow: &WorkflowCore, state: &RunState, now: Duration, published: u64) {
+        let estimate = EVENT_BYTES_ESTIMATE.saturating_mul(held_events(state));
+        if self.bytes_since_snapshot < SNAPSHOT_SIZE_FACTOR.saturating_mul(estimate) {
+            return;
+        }
         self.since_snapshot = 0;
+        self.bytes_since_snapshot = 0;
         match build_snapshot(
             workflow,
             &self.run_id,
@@ -313,10 +366,13 @@ impl RunJournal {
             RunStatus::Running,
         ) {
             Ok(snapshot) => match snapshot.to_json() {
-                Ok(json) => self.pending.push(WriterMsg::Snapshot {
-                    run: Arc::clone(&self.run_id),
-                    json,
-                }),
+                Ok(json) => {
+                    self.last_snapshot_bytes = json.len() as u64;
+                    self.pending.push(WriterMsg::Snapshot {
+                        run: Arc::clone(&self.run_id),
+                        json,
+                    })
+                }
                 Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),
             },
             Err(error) => tracing::warn!(%error, "snapshot does not serialise; replay will start further back"),

@@ -24,8 +24,12 @@ use super::run_log::{RunLog, MAX_ROW_HINT};
 /// setters.
 #[derive(Clone, Debug)]
 pub struct JournalConfig {
-    /// Take a snapshot every this many journal entries, so that a resume
-    /// replays at most that many (default 10,000; 0 turns snapshots off).
+    /// Take a snapshot after this many journal entries (default 10,000; 0
+    /// turns snapshots off), once the entries since the last snapshot are
+    /// also at least 8× the larger of its size and an estimate of the next
+    /// one's, so that snapshots of a run holding many events cost at most an
+    /// eighth of its journal. A resume replays the entries after the latest
+    /// snapshot.
     pub snapshot_every: u64,
     /// At most this many writer messages go into one commit (default 65,536).
     /// A run sends one message for everything it committed since the writer

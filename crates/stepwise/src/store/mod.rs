@@ -223,6 +223,15 @@ pub enum StoreError {
     /// The store cannot be opened or migrated.
     #[error("cannot open store: {0}")]
     Open(String),
+    /// The file given as a database is not one (empty, too short, another
+    /// format, a directory); nothing was written to it.
+    #[error("{path} is {what}, not a SQLite database; stepwise makes new databases itself: move the file away or choose another path")]
+    NotADatabase {
+        /// The file.
+        path: String,
+        /// What it is instead ("an empty file", "a 1-byte file", …).
+        what: String,
+    },
 }
 
 /// A run whose writes a store refused, and why.

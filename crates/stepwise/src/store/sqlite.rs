@@ -155,6 +155,7 @@ impl WalWatch {
 struct Checkpointer {
     wake: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
+    pool: SqlitePool,
 }
 
 impl Drop for Checkpointer {
@@ -177,28 +178,110 @@ async fn checkpoint_loop(pool: SqlitePool, wake: Arc<Notify>) {
     }
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// `Ok(true)` when `path` is a SQLite database file, `Ok(false)` when there
+/// is no file; [`StoreError::NotADatabase`] when it is something else
+/// (empty, too short, another format, a directory).
+fn check_header(path: &Path) -> Result<bool, StoreError> {
+    use std::io::Read;
+    let refuse = |what: String| StoreError::NotADatabase {
+        path: path.display().to_string(),
+        what,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::Open(format!("{}: {e}", path.display()))),
+    };
+    if meta.is_dir() {
+        return Err(refuse("a directory".into()));
+    }
+    match meta.len() {
+        0 => return Err(refuse("an empty file".into())),
+        // SQLite's header is 100 bytes.
+        n if n < 100 => return Err(refuse(format!("a {n}-byte file"))),
+        _ => {}
+    }
+    let mut head = [0u8; 16];
+    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) if &head == SQLITE_HEADER => Ok(true),
+        Ok(()) => Err(refuse(format!("a {}-byte file of another format", meta.len()))),
+        // Unreadable (permissions): SQLite will say so when it opens it.
+        Err(_) => Ok(true),
+    }
+}
+
+/// Makes a new database at `path`, which did not exist: set up under a
+/// temporary name next to it (schema and all), then linked into place only
+/// if `path` still does not exist — when another process made it first,
+/// theirs is used. So nobody ever opens a database file that is still empty.
+async fn create_new(path: &Path, options: SqliteConnectOptions) -> Result<(), StoreError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let temp = path.with_file_name(format!(".{name}.{}-{nonce}.new", std::process::id()));
+    let remove_temp = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = temp.as_os_str().to_owned();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    };
+    let made = async {
+        let store = SqliteStore::connect(options.filename(&temp).create_if_missing(true)).await?;
+        // Closing the last connection copies the log into the file and
+        // removes it: the file is complete on its own.
+        store.pool.close().await;
+        match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A file system without hard links: a plain rename (which
+            // replaces a file made meanwhile; rare, and that file is a
+            // complete database too).
+            Err(_) if !path.exists() => std::fs::rename(&temp, path)
+                .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", path.display()))),
+            Err(_) => Ok(()),
+        }
+    }
+    .await;
+    remove_temp();
+    made.map_err(|e| match e {
+        StoreError::Open(reason) if !reason.contains(&*path.to_string_lossy()) => {
+            StoreError::Open(format!("cannot create {}: {reason}", path.display()))
+        }
+        other => other,
+    })
+}
+
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending
-    /// migrations.
+    /// migrations. An existing file that is not a SQLite database — an empty
+    /// or 1-byte file too — is refused with [`StoreError::NotADatabase`]: a new
+    /// database is made under a temporary name and moved into place whole,
+    /// so an empty file is never one being set up by another process.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path.as_ref())
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Durable across process crashes (the WAL is fsynced at checkpoints);
-            // a power loss may drop the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-65536")
-            // 16 KiB pages (new files only; SQLite's default is 4 KiB): journal
-            // rows are a few KiB, and fewer, larger pages make appends and the
-            // log cheaper (measured ~8% on the journaled chain).
-            .page_size(16384)
-            .foreign_keys(true);
+        let path = path.as_ref();
+        if !check_header(path)? {
+            create_new(path, Self::file_options(path)).await?;
+        }
+        // SQLite would open a file it cannot write read-only without a word,
+        // and every commit would then fail.
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+            return Err(StoreError::Open(format!(
+                "the database file is not writable ({e}); commands that only read can open it read-only (SqliteStore::open_read_only), writing needs write access"
+            )));
+        }
+        let options = Self::file_options(path);
         // The background checkpointer keeps the log short; the writer's own
         // automatic checkpoint only backs it up (at 4,096 pages: 64 MiB of log).
         let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "4096")).await?;
@@ -211,9 +294,13 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?;
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(checkpoint_loop(checkpoints, Arc::clone(&wake)));
-        store.checkpointer = Some(Arc::new(Checkpointer { wake, task }));
-        let mut wal = path.as_ref().as_os_str().to_owned();
+        let task = tokio::spawn(checkpoint_loop(checkpoints.clone(), Arc::clone(&wake)));
+        store.checkpointer = Some(Arc::new(Checkpointer {
+            wake,
+            task,
+            pool: checkpoints,
+        }));
+        let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let watch = WalWatch {
             path: wal.into(),
@@ -223,6 +310,101 @@ impl SqliteStore {
         watch.check()?;
         store.wal = Some(Arc::new(watch));
         Ok(store)
+    }
+
+    /// Opens an existing database for reading only: nothing is written and
+    /// nothing migrated, so it works on a read-only file or in a read-only
+    /// directory (where SQLite cannot make the write-ahead log's shared-memory
+    /// file, the database is opened as immutable: nobody can be writing it
+    /// then). A database whose schema is older or newer than this build's is
+    /// refused with [`StoreError::Open`] saying so, and so is a missing file;
+    /// one that is not a SQLite database with [`StoreError::NotADatabase`].
+    /// Writes to the store fail.
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !check_header(path)? {
+            return Err(StoreError::Open(format!("{} does not exist", path.display())));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let store = match Self::connect_read_only(options.clone()).await {
+            Ok(store) => store,
+            Err(first) => match Self::connect_read_only(options.immutable(true)).await {
+                Ok(store) => store,
+                Err(_) => return Err(first),
+            },
+        };
+        let newest = store.schema_version().await.map_err(|e| {
+            StoreError::Open(format!(
+                "{} is not a stepwise database (it has no readable schema version: {e})",
+                path.display()
+            ))
+        })?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if newest > known {
+            return Err(StoreError::Open(format!(
+                "{}: database schema version {newest} is newer than this build knows ({known}); upgrade stepwise",
+                path.display()
+            )));
+        }
+        if newest < known {
+            return Err(StoreError::Open(format!(
+                "{}: database schema version {newest} is older than this build reads ({known}), and it is opened read-only so it cannot be upgraded; open it once with write access to upgrade it",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    async fn connect_read_only(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        // SQLite opens lazily: the first read tells whether it can.
+        sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(SqliteStore {
+            pool,
+            checkpointer: None,
+            wal: None,
+        })
+    }
+
+    /// How a database file is opened for reading and writing.
+    fn file_options(path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Durable across process crashes (the WAL is fsynced at checkpoints);
+            // a power loss may drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            // 16 KiB pages (new files only; SQLite's default is 4 KiB): journal
+            // rows are a few KiB, and fewer, larger pages make appends and the
+            // log cheaper (measured ~8% on the journaled chain).
+            .page_size(16384)
+            .foreign_keys(true)
+    }
+
+    /// Closes the store's connections (every clone's: they share them) and
+    /// waits until they are closed; SQLite then copies the write-ahead log
+    /// into the database file and removes it. Later calls on the store fail.
+    pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.task.abort();
+            checkpointer.pool.close().await;
+        }
+        self.pool.close().await;
     }
 
     /// Opens a private in-memory database (for tests).
