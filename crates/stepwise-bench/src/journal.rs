@@ -38,6 +38,23 @@ const REPS: usize = 7;
 const CONCURRENT_RUNS: u64 = 10_000;
 const LOOP_N: u64 = 100_000;
 
+/// The journal settings of the append and lag workloads: the defaults, or
+/// `STEPWISE_BENCH_BACKLOG` bytes of backlog (to measure the trade-off
+/// between commit lag and throughput).
+fn backlog_config() -> JournalConfig {
+    let config = JournalConfig::default();
+    match std::env::var("STEPWISE_BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(bytes) => {
+            measure::comment(format!("max_backlog_bytes = {bytes} (STEPWISE_BENCH_BACKLOG)"));
+            config.max_backlog_bytes(bytes)
+        }
+        None => config,
+    }
+}
+
 /// A fresh directory for this benchmark's database files.
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("stepwise-bench-journal-{}", std::process::id()));
@@ -112,7 +129,7 @@ pub fn bench_append() {
         for rep in 0..5 {
             // A fresh file per repetition, so every one appends to the same size.
             let file = path.with_extension(format!("{rep}.db"));
-            let journal = Journal::new(SqliteStore::open(&file).await.expect("sqlite store"));
+            let journal = Journal::with_config(SqliteStore::open(&file).await.expect("sqlite store"), backlog_config());
             let (dt, ()) = measure::time_async(async {
                 let handles: Vec<_> = (0..CONCURRENT_RUNS)
                     .map(|i| wf.run_journaled(StartEvent::new().with("x", i), &journal, RunOptions::new()))
@@ -146,7 +163,7 @@ pub fn bench_lag() {
     let (burst, sustained) =
         measure::run_on(&rt, async move {
             let wf = crate::concurrent::workflow();
-            let journal = Journal::new(SqliteStore::open(&path).await.expect("sqlite store"));
+            let journal = Journal::with_config(SqliteStore::open(&path).await.expect("sqlite store"), backlog_config());
             let handles: Vec<_> = (0..2_000)
                 .map(|i| wf.run_journaled(StartEvent::new().with("x", i), &journal, RunOptions::new()))
                 .collect();

@@ -227,16 +227,22 @@ async fn create_new(path: &Path, options: SqliteConnectOptions) -> Result<(), St
         .map_or(0, |d| d.subsec_nanos());
     let temp = path.with_file_name(format!(".{name}.{}-{nonce}.new", std::process::id()));
     let remove_temp = || {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut file = temp.as_os_str().to_owned();
             file.push(suffix);
             let _ = std::fs::remove_file(file);
         }
     };
     let made = async {
-        let store = SqliteStore::connect(options.filename(&temp).create_if_missing(true)).await?;
-        // Closing the last connection copies the log into the file and
-        // removes it: the file is complete on its own.
+        // Set up without a write-ahead log, so the file is complete after
+        // every commit whenever the connection is really closed (with a WAL,
+        // a close still under way left the schema in the log, and the linked
+        // file was short: "disk I/O error"). It is switched to WAL when opened.
+        let options = options
+            .filename(&temp)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Delete);
+        let store = SqliteStore::connect(options).await?;
         store.pool.close().await;
         match std::fs::hard_link(&temp, path) {
             Ok(()) => Ok(()),
