@@ -348,16 +348,24 @@ impl Journal {
         self.inner.backlog.load(Ordering::Relaxed) > self.inner.config.max_backlog_bytes
     }
 
-    /// Waits until the backlog is under the limit again.
+    /// Waits until the backlog is under the limit again. Waiting runs are
+    /// woken one at a time, in order: each commit wakes the first, and a run
+    /// that finds room wakes the next before it goes on (so thousands of
+    /// waiting runs cost one wake-up each, not one each per commit).
     pub(crate) async fn drained(&self) {
+        let mut woken = false;
         loop {
             let notified = self.inner.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if !self.backlogged() {
+                if woken {
+                    self.inner.drained.notify_one();
+                }
                 return;
             }
             notified.await;
+            woken = true;
         }
     }
 
@@ -493,7 +501,7 @@ async fn commit_loop(inner: Arc<JournalInner>, mut batches: mpsc::Receiver<Encod
             write_with_retries(&inner, &mut encoded).await;
         }
         inner.backlog.fetch_sub(encoded.bytes, Ordering::Relaxed);
-        inner.drained.notify_waiters();
+        inner.drained.notify_one();
         for (_, confirm) in encoded.confirms.drain(..) {
             let _ = confirm.send(Ok(()));
         }
