@@ -38,7 +38,7 @@ const REPS: usize = 7;
 const CONCURRENT_RUNS: u64 = 10_000;
 const LOOP_N: u64 = 100_000;
 
-/// The journal settings of the append and lag workloads: the defaults, or
+/// The journal settings of the append, lag and fan-out workloads: the defaults, or
 /// `STEPWISE_BENCH_BACKLOG` bytes of backlog (to measure the trade-off
 /// between commit lag and throughput).
 fn backlog_config() -> JournalConfig {
@@ -308,7 +308,7 @@ pub fn bench_fanout() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(JournalConfig::default().snapshot_every);
-        let journal = Journal::with_config(store.clone(), JournalConfig::default().snapshot_every(snapshot_every));
+        let journal = Journal::with_config(store.clone(), backlog_config().snapshot_every(snapshot_every));
         reset_peak_rss();
         let (journaled, (run_id, stop)) = measure::time_async(async {
             let handle = fanout_workflow(n).run_journaled(StartEvent::new(), &journal, RunOptions::new());
