@@ -1157,51 +1157,34 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             }));
         }
     }
-    if duplicate {
-        shared.close(Err(RunError::Journal {
-            run_id: shared.run_id.to_string(),
+    // A run refused before it starts ends at once, with the reason.
+    let id = || shared.run_id.to_string();
+    let refused = if duplicate {
+        Some(RunError::Journal {
+            run_id: id(),
             source: JournalError::Fenced {
-                run_id: shared.run_id.to_string(),
+                run_id: id(),
                 reason: "this journal is running a run with that id already".into(),
             },
-        }));
-        return RunHandle {
-            guard: HandleGuard { shared },
-            _out: PhantomData,
-        };
-    }
-    if let Some(reason) = invalid_id {
-        if let FirstTick::Start(start) = first {
-            crate::depth::dispose(start);
-        }
-        shared.close(Err(RunError::InvalidRunId {
-            run_id: shared.run_id.to_string(),
-            reason,
-        }));
-        return RunHandle {
-            guard: HandleGuard { shared },
-            _out: PhantomData,
-        };
-    }
-    if let Some(source) = rejected {
-        if let FirstTick::Start(start) = first {
-            crate::depth::dispose(start);
-        }
-        shared.close(Err(RunError::StartRejected {
-            run_id: shared.run_id.to_string(),
-            source,
-        }));
-        return RunHandle {
-            guard: HandleGuard { shared },
-            _out: PhantomData,
-        };
-    }
-    if !state_ok {
-        shared.close(Err(RunError::StateTypeMismatch {
-            run_id: shared.run_id.to_string(),
+        })
+    } else if let Some(reason) = invalid_id {
+        Some(RunError::InvalidRunId { run_id: id(), reason })
+    } else if let Some(source) = rejected {
+        Some(RunError::StartRejected { run_id: id(), source })
+    } else if !state_ok {
+        Some(RunError::StateTypeMismatch {
+            run_id: id(),
             expected: shared.workflow.state.type_name,
             found: shared.state().type_name(),
-        }));
+        })
+    } else {
+        None
+    };
+    if let Some(error) = refused {
+        if let FirstTick::Start(start) = first {
+            crate::depth::dispose(start);
+        }
+        shared.close(Err(error));
         return RunHandle {
             guard: HandleGuard { shared },
             _out: PhantomData,
