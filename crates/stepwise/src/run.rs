@@ -484,7 +484,6 @@ impl RunShared {
     /// after a resume, its first effects that were already applied are
     /// skipped (step bodies are expected to repeat them in the same order).
     fn step_effect(&self, invocation: InvocationId, effect: Effect) {
-        let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
         if core.state.is_finished() {
@@ -504,6 +503,7 @@ impl RunShared {
         }
         if core.state.invocation_step(invocation).is_none() {
             // A context kept past its step's end: apply the effect on its own.
+            let now = self.now();
             let tick = match effect {
                 Effect::Send { event, target } => Tick::AddEvent {
                     event,
@@ -525,9 +525,11 @@ impl RunShared {
             return; // applied by this attempt's run before the resume
         }
         if core.journal.is_some() {
+            // Deferred: no clock read (a step may send millions of events).
             core.deferred.entry(invocation).or_default().push(effect);
             return;
         }
+        let now = self.now();
         let tick = match effect {
             Effect::Send { event, target } => Tick::AddEvent {
                 event,
