@@ -206,7 +206,7 @@ impl Context {
     /// Fan-in, typed: waits for one event of each tuple type.
     ///
     /// ```ignore
-    /// if let Some((header, body)) = ctx.collect::<(Header, Body)>(&ev) { … }
+    /// if let Some((header, body)) = ctx.collect::<(Header, Body)>(&ev) { /* … */ }
     /// ```
     pub fn collect<T: CollectSet>(&self, event: &impl ToAnyEvent) -> Option<T> {
         let expected = T::expected();

@@ -6,7 +6,7 @@
 //!
 //! - the full form, an object: `{"seq": 3, "at_us": 120, "tick": {"tick":
 //!   "step_done", "invocation": [2, 0], "result": {"outcome": "ok", "events":
-//!   [{"type": "B", "value": {..}}]}}}` — what [`Entry`]'s serde derive
+//!   [{"type": "B", "value": {..}}]}}}` — what `Entry`'s serde derive
 //!   writes, used for every kind of tick;
 //! - the compact form, an array, for the three ticks nearly every run is made
 //!   of (and a third of the size): `[seq, at_us, "a", ["Name", {..}]]` (an
