@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use stepwise::store::{RunStatus, SqliteStore};
 use stepwise::{
     Context, Event, EventKind, HumanResponseEvent, InputRequiredEvent, Journal, RunOptions, StartEvent, StepConfig,
-    StepError, StopEvent, WaitFor, Workflow, WorkflowBuilder,
+    StepError, StopEvent, WaitFor, Workflow, WorkflowBuilder, MAX_EVENT_DEPTH,
 };
 use stepwise_cli::{Cli, Io, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING};
 
@@ -180,7 +180,11 @@ impl Scratch {
     }
 
     fn run_with(&self, args: &[&str], stdin: &str, interactive: bool) -> Outcome {
-        let cli = cli(&self.db());
+        self.run_cli(cli(&self.db()), args, stdin, interactive)
+    }
+
+    /// Runs `args` on `cli` (one with other workflows than the usual set).
+    fn run_cli(&self, cli: Cli, args: &[&str], stdin: &str, interactive: bool) -> Outcome {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut input = stdin.as_bytes();
@@ -801,4 +805,94 @@ fn the_start_event_can_come_from_a_file_or_standard_input() {
         .fails_with(EXIT_USAGE, "is not valid JSON");
     s.run(&["run", "echo", "--input", "{}", "--input-file", file.to_str().unwrap()])
         .fails_with(EXIT_USAGE, "cannot be used with");
+}
+
+// ------------------------------------------------------------ input nesting
+// What `run` accepts must read back through `show` and `resume`; input
+// nested deeper than `stepwise::MAX_EVENT_DEPTH` is refused as bad input
+// (exit 2) and nothing is saved.
+
+/// Asks for approval, then answers with the depth of its input's `doc`.
+fn nested() -> Workflow {
+    Workflow::builder("nested")
+        .step_with(
+            StepConfig::new("review")
+                .emits::<InputRequiredEvent>()
+                .waits_for::<HumanResponseEvent>(),
+            |ctx: Context, ev: StartEvent| async move {
+                let depth = ev.raw("doc").map_or(0, stepwise::json_depth);
+                let answer = ctx
+                    .wait_for_event(WaitFor::<HumanResponseEvent>::new().publish(InputRequiredEvent::new("ok?")))
+                    .await
+                    .map_err(StepError::new)?;
+                Ok::<_, StepError>(StopEvent::new(format!("{} at depth {depth}", answer.response)))
+            },
+        )
+        .build()
+        .unwrap()
+}
+
+/// A command line with only `nested`.
+fn nested_cli(db: &Path) -> Cli {
+    Cli::new("tool").database(db).workflow(nested())
+}
+
+/// `{"doc": [[…[1]…]]}`, nested `depth` levels in all.
+fn input(depth: usize) -> String {
+    assert!(depth >= 2);
+    let inner = depth - 1;
+    format!("{{\"doc\": {}1{}}}", "[".repeat(inner), "]".repeat(inner))
+}
+
+#[test]
+fn input_at_the_depth_limit_runs_shows_and_resumes() {
+    let s = Scratch::new("depth-limit");
+    let text = input(MAX_EVENT_DEPTH);
+    let Outcome { code, out, err } = s.run_cli(
+        nested_cli(&s.db()),
+        &["run", "nested", "--run-id", "deep-ok", "--input", &text],
+        "",
+        false,
+    );
+    assert_eq!(code, EXIT_WAITING, "saved, waiting for an answer: {out}\n{err}");
+    let Outcome { code, out, err } = s.run_cli(nested_cli(&s.db()), &["show", "deep-ok"], "", false);
+    assert_eq!(code, 0, "show reads it back: {out}\n{err}");
+    assert!(out.contains("status    running"), "{out}");
+    let Outcome { code, out, err } = s.run_cli(
+        nested_cli(&s.db()),
+        &["resume", "deep-ok", "--answer", "yes"],
+        "",
+        false,
+    );
+    assert_eq!(code, 0, "resume reads it back: {out}\n{err}");
+    let expected = format!("result: \"yes at depth {}\"", MAX_EVENT_DEPTH - 1);
+    assert!(out.contains(&expected), "{out}");
+    let Outcome { code, out, err } = s.run_cli(nested_cli(&s.db()), &["show", "deep-ok"], "", false);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("status    completed"), "{out}");
+}
+
+#[test]
+fn input_over_the_depth_limit_is_refused_and_nothing_is_saved() {
+    let s = Scratch::new("depth-over");
+    // Just over the limit, and what used to be accepted, saved, and then
+    // unreadable ("recursion limit exceeded" from show and resume).
+    for depth in [MAX_EVENT_DEPTH + 1, 125] {
+        let id = format!("deep-{depth}");
+        let text = input(depth);
+        let Outcome { code, out, err } = s.run_cli(
+            nested_cli(&s.db()),
+            &["run", "nested", "--run-id", &id, "--input", &text],
+            "",
+            false,
+        );
+        assert_eq!(code, EXIT_USAGE, "depth {depth}: {out}\n{err}");
+        assert!(
+            err.contains(&format!("nested {depth} levels deep")) && err.contains(&MAX_EVENT_DEPTH.to_string()),
+            "names the depth and the limit: {err}"
+        );
+        let Outcome { code, out, .. } = s.run_cli(nested_cli(&s.db()), &["runs"], "", false);
+        assert_eq!(code, 0);
+        assert!(!out.contains(&id), "nothing saved: {out}");
+    }
 }

@@ -265,6 +265,20 @@ async fn create_new(path: &Path, options: SqliteConnectOptions) -> Result<(), St
     })
 }
 
+/// A pool of one connection, opened now and kept open. One: SQLite has one
+/// writer anyway, and an in-memory database exists per connection. Kept
+/// open: SQLite removes the write-ahead log when its last connection closes.
+async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Open(e.to_string()))
+}
+
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -291,14 +305,7 @@ impl SqliteStore {
         // The background checkpointer keeps the log short; the writer's own
         // automatic checkpoint only backs it up (at 4,096 pages: 64 MiB of log).
         let mut store = Self::connect(options.clone().pragma("wal_autocheckpoint", "4096")).await?;
-        let checkpoints = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let checkpoints = one_connection(options).await?;
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(checkpoint_loop(checkpoints.clone(), Arc::clone(&wake)));
         store.checkpointer = Some(Arc::new(Checkpointer {
@@ -365,14 +372,7 @@ impl SqliteStore {
     }
 
     async fn connect_read_only(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let pool = one_connection(options).await?;
         // SQLite opens lazily: the first read tells whether it can.
         sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
             .fetch_optional(&pool)
@@ -420,17 +420,7 @@ impl SqliteStore {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new()
-            // One connection: SQLite has one writer anyway, and an in-memory
-            // database exists per connection. Kept open: SQLite removes the
-            // write-ahead log when its last connection closes.
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+        let pool = one_connection(options).await?;
         let store = SqliteStore {
             pool,
             checkpointer: None,
