@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::event::AnyEvent;
-use crate::journal::TickData;
-use crate::journal_text;
-use crate::reducer::{RunState, Tick};
-use crate::snapshot::Snapshot;
+use crate::core::codec::compact;
+use crate::core::codec::journal::TickData;
+use crate::core::codec::snapshot::Snapshot;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::event::AnyEvent;
+use crate::core::reducer::{RunState, Tick};
 use crate::store::{now_ms, EntryBatch, RunStatus, StatusUpdate};
-use crate::workflow::WorkflowCore;
 
 use super::error::JournalError;
 use super::writer::{Journal, WriterMsg};
@@ -301,15 +301,13 @@ impl RunJournal {
         state: &RunState,
         now: Duration,
     ) -> Result<bool, serde_json::Error> {
-        self.append_with(now, |out, seq, at_us| {
-            journal_text::write_tick(out, seq, at_us, tick, state)
-        })
+        self.append_with(now, |out, seq, at_us| compact::write_tick(out, seq, at_us, tick, state))
     }
 
     /// Appends an entry given as data (waiters, collects); returns true when
     /// a snapshot is due (errors as for [`RunJournal::append_tick`]).
     pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> Result<bool, serde_json::Error> {
-        self.append_with(now, |out, seq, at_us| journal_text::write_entry(out, seq, at_us, tick))
+        self.append_with(now, |out, seq, at_us| compact::write_entry(out, seq, at_us, tick))
     }
 
     fn append_with(
@@ -421,7 +419,7 @@ pub(crate) fn build_snapshot(
     status: RunStatus,
 ) -> Result<Snapshot, serde_json::Error> {
     Ok(Snapshot {
-        format: crate::snapshot::SNAPSHOT_FORMAT,
+        format: crate::core::codec::snapshot::SNAPSHOT_FORMAT,
         workflow: workflow.name.clone(),
         fingerprint: workflow.fingerprint.clone(),
         run_id: run_id.to_owned(),

@@ -14,15 +14,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::collect::CollectBuffer;
-use crate::error::StepError;
-use crate::event::AnyEvent;
-use crate::journal::{DecodeError, Decoder, StoredEvent};
-use crate::reducer::{
+use crate::core::codec::journal::{DecodeError, Decoder, StoredEvent};
+use crate::core::context::collect::CollectBuffer;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::StepError;
+use crate::core::event::AnyEvent;
+use crate::core::reducer::{
     Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, Recovered, RunState, StepSlot, Waiter,
 };
 use crate::store::RunStatus;
-use crate::workflow::WorkflowCore;
 
 mod check;
 

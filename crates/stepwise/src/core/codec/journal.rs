@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::collect::Expectation;
-use crate::error::StepError;
-use crate::event::{AnyEvent, EventType};
-use crate::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
-use crate::step::Emitted;
-use crate::workflow::WorkflowCore;
+use crate::core::context::collect::Expectation;
+use crate::core::define::step::Emitted;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::StepError;
+use crate::core::event::{AnyEvent, EventType};
+use crate::core::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
 
 /// An event as stored: its stable name and its JSON fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -599,6 +599,6 @@ impl From<StoredEvent> for RawEvent {
     }
 }
 
-impl crate::event::Event for RawEvent {
+impl crate::core::event::Event for RawEvent {
     const NAME: &'static str = "RawEvent";
 }

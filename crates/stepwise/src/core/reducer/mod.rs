@@ -12,16 +12,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::builtin::{
+use crate::core::builtin::{
     StepFailed, StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle,
     WorkflowTimedOut,
 };
-use crate::collect::{CollectBuffer, Expectation};
-use crate::error::{StepError, WaitError};
-use crate::event::{AnyEvent, EventKind, EventType};
-use crate::retry::retry_seed;
-use crate::step::Emitted;
-use crate::workflow::WorkflowCore;
+use crate::core::context::collect::{CollectBuffer, Expectation};
+use crate::core::define::step::Emitted;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::{StepError, WaitError};
+use crate::core::event::{AnyEvent, EventKind, EventType};
+use crate::core::retry::retry_seed;
 
 /// Index of a step in its workflow's definition order.
 pub(crate) type StepIdx = usize;

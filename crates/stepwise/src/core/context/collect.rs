@@ -6,7 +6,7 @@
 
 use std::any::TypeId;
 
-use crate::event::{AnyEvent, Event, EventType};
+use crate::core::event::{AnyEvent, Event, EventType};
 
 /// What a `collect` call waits for: how many events of each type, and in which
 /// order to hand them back.
@@ -55,8 +55,8 @@ impl<'a> Expectation<'a> {
     }
 
     /// The journal form: the list's names, or the repeated type and count.
-    pub(crate) fn to_data(&self) -> crate::journal::ExpectData {
-        use crate::journal::ExpectData;
+    pub(crate) fn to_data(&self) -> crate::core::codec::journal::ExpectData {
+        use crate::core::codec::journal::ExpectData;
         match (self.order, self.repeated) {
             (Some(order), _) => ExpectData::List(order.iter().map(|t| t.name().to_owned()).collect()),
             (None, Some(ty)) => ExpectData::Repeat(ty.name().to_owned(), self.counts.first().map_or(0, |c| c.1)),

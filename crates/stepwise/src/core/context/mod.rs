@@ -1,19 +1,22 @@
 //! The [`Context`] a step sees: send events, collect fan-in sets, publish to
 //! the stream, and know which run, step and worker it is.
 
+pub(crate) mod collect;
+pub(crate) mod wait;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::collect::{CollectSet, Expectation};
-use crate::error::{SendError, WaitError};
-use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
-use crate::reducer::RetryInfo;
-use crate::reducer::{InvocationId, StepIdx};
-use crate::run::RunShared;
-use crate::state::StateStore;
-use crate::wait::WaitFor;
+use crate::core::context::collect::{CollectSet, Expectation};
+use crate::core::context::wait::WaitFor;
+use crate::core::error::{SendError, WaitError};
+use crate::core::event::{AnyEvent, Event, EventType, ToAnyEvent};
+use crate::core::reducer::RetryInfo;
+use crate::core::reducer::{InvocationId, StepIdx};
+use crate::core::state::StateStore;
+use crate::runtime::RunShared;
 
 /// The buffer used when a collect call names none.
 const DEFAULT_BUFFER: &str = "default";
@@ -158,7 +161,7 @@ impl Context {
     }
 
     /// A wait whose types the registry lacks could be run but never read back.
-    fn check_declared(&self, spec: &crate::reducer::WaiterSpec) -> Result<(), WaitError> {
+    fn check_declared(&self, spec: &crate::core::reducer::WaiterSpec) -> Result<(), WaitError> {
         let workflow = &self.run.workflow;
         let known = |ty: EventType| workflow.registry.get(ty.name()) == Some(&ty);
         if !known(spec.ty) {

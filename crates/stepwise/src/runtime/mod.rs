@@ -22,20 +22,20 @@ use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
 use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
-use crate::context::Context;
-use crate::durable::{Confirm, Journal, JournalError, RunJournal, WriterMsg};
-use crate::error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
-use crate::event::{AnyEvent, Event};
-use crate::journal::{self, TickData};
-use crate::reducer::Effect;
-use crate::reducer::{
+use crate::core::codec::journal::{self, TickData};
+use crate::core::codec::snapshot::Snapshot;
+use crate::core::context::Context;
+use crate::core::define::step::{Emitted, StepFuture};
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
+use crate::core::event::{AnyEvent, Event};
+use crate::core::reducer::Effect;
+use crate::core::reducer::{
     Command, InvocationId, Outcome, RetryInfo, RunState, StartWorker, StepIdx, Tick, Timer, WaiterSpec,
 };
-use crate::snapshot::Snapshot;
-use crate::state::{StateError, StateStore};
-use crate::step::{Emitted, StepFuture};
+use crate::core::state::{StateError, StateStore};
+use crate::durable::{Confirm, Journal, JournalError, RunJournal, WriterMsg};
 use crate::store::{now_ms, RunStatus};
-use crate::workflow::WorkflowCore;
 
 /// Per-run options.
 #[derive(Clone, Debug, Default)]
@@ -431,10 +431,10 @@ impl RunShared {
             // Nothing of the attempt is applied (or journaled).
             for effect in effects.drain(..) {
                 let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
             }
             if let Ok(emitted) = std::mem::replace(&mut result, Err(error)) {
-                emitted.into_iter().for_each(crate::depth::dispose);
+                emitted.into_iter().for_each(crate::core::depth::dispose);
             }
         }
         let mut tick = Tick::StepDone {
@@ -498,7 +498,7 @@ impl RunShared {
             }
             drop(guard);
             let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
-            crate::depth::dispose(event);
+            crate::core::depth::dispose(event);
             return;
         }
         if core.state.invocation_step(invocation).is_none() {
@@ -583,7 +583,7 @@ impl RunShared {
     /// order with its ticks: an edit a step makes is committed no later than
     /// that step's result (in the same commit or an earlier one), so a
     /// finished step's edits are never lost.
-    fn state_observer(&self) -> crate::state::StateObserver {
+    fn state_observer(&self) -> crate::core::state::StateObserver {
         let this = self.this.get().cloned().unwrap_or_default();
         Arc::new(move |json: String| {
             let Some(shared) = this.upgrade() else { return };
@@ -651,7 +651,7 @@ impl RunShared {
             core.poisoned.mark(invocation, StepError::new(rejected.clone()));
             drop(guard);
             if let Some(event) = spec.publish {
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
             }
             return Err(WaitError::EventRejected(rejected));
         }
@@ -693,7 +693,7 @@ impl RunShared {
         invocation: InvocationId,
         buffer: &str,
         event: AnyEvent,
-        expect: &crate::collect::Expectation<'_>,
+        expect: &crate::core::context::collect::Expectation<'_>,
     ) -> Option<Vec<AnyEvent>> {
         if expect.is_empty() {
             return Some(Vec::new());
@@ -711,7 +711,7 @@ impl RunShared {
         if let Some(rejected) = too_deep(&self.run_id, || guard.step_name(invocation), &event) {
             guard.poisoned.mark(invocation, StepError::new(rejected));
             drop(guard);
-            crate::depth::dispose(event);
+            crate::core::depth::dispose(event);
             return None;
         }
         if let Err(error) = guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now) {
@@ -839,7 +839,7 @@ impl RunShared {
         };
         if origin.is_none() {
             if let Some(rejected) = too_deep(&self.run_id, || None, &event) {
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
                 return Err(SendError::Rejected(rejected));
             }
         }
@@ -1184,7 +1184,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     };
     if let Some(error) = refused {
         if let FirstTick::Start(start) = first {
-            crate::depth::dispose(start);
+            crate::core::depth::dispose(start);
         }
         shared.close(Err(error));
         return RunHandle {
