@@ -78,14 +78,14 @@ pub use crate::core::define::step::{
 pub use crate::core::define::validate::{BuildError, ValidationIssue};
 pub use crate::core::define::workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 pub use crate::core::depth::{json_depth, MAX_EVENT_DEPTH};
-pub use crate::core::error::{
-    check_run_id, EventError, RunError, SendError, StepError, StreamError, WaitError, MAX_RUN_ID_BYTES,
-};
+pub use crate::core::error::{check_run_id, EventError, SendError, StepError, WaitError, MAX_RUN_ID_BYTES};
 pub use crate::core::event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
-pub use crate::core::reducer::RetryInfo;
+pub use crate::core::ids::RetryInfo;
 pub use crate::core::retry::RetryPolicy;
 pub use crate::core::state::{StateError, StateStore};
-pub use crate::runtime::{EventStream, RunHandle, RunOptions, StopOutput, DEFAULT_STREAM_BUFFER};
+pub use crate::runtime::{
+    EventStream, RunError, RunHandle, RunOptions, StopOutput, StreamError, DEFAULT_STREAM_BUFFER,
+};
 pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
 pub use stepwise_macros::{step, workflow, Event, EventUnion};
 

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt;
 
 use crate::core::define::workflow::Workflow;
-use crate::core::error::RunError;
 use crate::core::event::{AnyEvent, Event};
 use crate::core::state::StateStore;
+use crate::runtime::RunError;
 use crate::runtime::{RunHandle, RunOptions};
 
 /// Runs a workflow and records everything it publishes.

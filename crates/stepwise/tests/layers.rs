@@ -15,7 +15,7 @@ const LAYERS: [&str; 6] = ["core", "store", "runtime", "durable", "graph", "host
 
 /// Inside `core/`, the same rule one level down, lowest first.
 const CORE_LAYERS: [&[&str]; 5] = [
-    &["event", "builtin", "depth", "error", "retry", "state"],
+    &["event", "builtin", "depth", "error", "ids", "retry", "state"],
     &["context"],
     &["define"],
     &["reducer"],

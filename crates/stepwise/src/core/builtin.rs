@@ -426,3 +426,17 @@ pub struct StreamLagged {
 impl Event for StreamLagged {
     const NAME: &'static str = "StreamLagged";
 }
+
+/// An event kept as its stored JSON (its Rust type is unknown here). Used for
+/// published events read back from a journal or store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// The original event's stable name.
+    pub name: String,
+    /// Its fields.
+    pub value: Value,
+}
+
+impl Event for RawEvent {
+    const NAME: &'static str = "RawEvent";
+}

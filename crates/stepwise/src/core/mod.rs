@@ -6,7 +6,7 @@
 //!
 //! Inside the layer, modules import downwards only:
 //! `codec` ─► `reducer` ─► `define` ─► `context` ─► the basics (`event`,
-//! `builtin`, `depth`, `error`, `retry`, `state`).
+//! `builtin`, `depth`, `error`, `ids`, `retry`, `state`).
 
 pub(crate) mod builtin;
 pub(crate) mod codec;
@@ -15,6 +15,7 @@ pub(crate) mod define;
 pub(crate) mod depth;
 pub(crate) mod error;
 pub(crate) mod event;
+pub(crate) mod ids;
 pub(crate) mod reducer;
 pub mod retry;
 pub mod state;

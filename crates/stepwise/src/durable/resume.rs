@@ -14,8 +14,8 @@ use crate::store::{
     now_ms, Claim, EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, StatusUpdate, StoreError,
 };
 
-use super::run_log::build_snapshot;
 use super::writer::{Journal, WriterMsg};
+use crate::core::codec::snapshot::build_snapshot;
 
 /// Why a run could not be resumed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -480,7 +480,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             // write): record it now instead of resuming a finished run.
             let result = match rebuilt.outcome {
                 Some(outcome) => runtime::outcome_result(&self.core, run_id, outcome),
-                None => Err(crate::core::error::RunError::Aborted {
+                None => Err(crate::runtime::RunError::Aborted {
                     run_id: run_id.to_owned(),
                 }),
             };
@@ -519,7 +519,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 journal_seq: rebuilt.journal_seq,
                 published: rebuilt.published,
                 store: state,
-                journal: Some(journal.clone()),
+                recorder: Some(Arc::new(journal.clone())),
                 epoch,
                 claim: None,
             },
@@ -740,7 +740,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 journal_seq: snapshot.journal_seq,
                 published: snapshot.published,
                 store,
-                journal: options.journal_ref().cloned(),
+                recorder: options.recorder.clone(),
                 epoch: 1,
                 claim: claimed,
             },

@@ -16,7 +16,8 @@ use crate::store::{
     StoreError, WriteBatch, LEASE,
 };
 
-use super::error::JournalError;
+use crate::runtime::recorder::JournalError;
+
 use super::run_log::{RunLog, MAX_ROW_HINT};
 
 /// How a journal behaves. Build it with struct update syntax

@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::core::event::{AnyEvent, Event, EventType};
-use crate::core::reducer::WaiterSpec;
 
 /// What to wait for: an event of type `E`, optionally with required field
 /// values, a timeout, an event to publish while waiting, and a waiter id.
@@ -100,4 +99,14 @@ impl<E: Event> WaitFor<E> {
             publish: self.publish,
         }
     }
+}
+
+/// A waiter as `wait_for_event` asks for it.
+#[derive(Debug)]
+pub(crate) struct WaiterSpec {
+    pub(crate) id: String,
+    pub(crate) ty: EventType,
+    pub(crate) requirements: Vec<(String, Value)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) publish: Option<AnyEvent>,
 }

@@ -14,7 +14,6 @@ use crate::core::define::step::{GraphCheck, Handler, StepConfig, StepInfo, StepI
 use crate::core::define::validate::{self, BuildError, Validated, ValidationIssue};
 use crate::core::event::{Event, EventType};
 use crate::core::state::{JsonState, State, StateStore};
-use crate::runtime::{self, RunHandle, RunOptions};
 
 /// The validated, immutable definition shared by all runs of a workflow.
 pub(crate) struct WorkflowCore {
@@ -269,23 +268,6 @@ impl Workflow<StartEvent, StopEvent> {
 }
 
 impl<S: Event, O: Event> Workflow<S, O> {
-    /// Starts a run. Must be called inside a tokio runtime; otherwise the handle
-    /// resolves to [`RunError::NoRuntime`](crate::RunError::NoRuntime).
-    pub fn run(&self, start: S) -> RunHandle<O> {
-        self.run_with(start, RunOptions::default())
-    }
-
-    /// Starts a run with options (run id, internal events).
-    pub fn run_with(&self, start: S, options: RunOptions) -> RunHandle<O> {
-        runtime::launch(
-            Arc::clone(&self.core),
-            runtime::Begin::Fresh {
-                start: start.into(),
-                options,
-            },
-        )
-    }
-
     /// The workflow's name.
     pub fn name(&self) -> &str {
         &self.core.name
@@ -372,7 +354,7 @@ fn builtin_events() -> [EventType; 12] {
         EventType::of::<HumanResponseEvent>(),
         EventType::of::<StepFailed>(),
         EventType::of::<WorkflowIdle>(),
-        EventType::of::<crate::core::codec::journal::RawEvent>(),
+        EventType::of::<crate::core::builtin::RawEvent>(),
     ]
 }
 
