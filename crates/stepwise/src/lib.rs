@@ -62,6 +62,7 @@ mod durable;
 mod error;
 mod event;
 pub mod graph;
+pub mod host;
 pub mod journal;
 mod journal_text;
 mod reducer;
