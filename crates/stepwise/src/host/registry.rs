@@ -87,6 +87,16 @@ pub trait AnyWorkflow: Send + Sync + 'static {
     }
 }
 
+impl fmt::Debug for dyn AnyWorkflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnyWorkflow")
+            .field("name", &self.name())
+            .field("start", &self.start_type())
+            .field("stop", &self.stop_type())
+            .finish()
+    }
+}
+
 impl<S: Event, O: Event> AnyWorkflow for Workflow<S, O> {
     fn name(&self) -> &str {
         Workflow::name(self)
