@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stepwise::host::{
     answer_event, answer_from_json, answer_types, bare_result, input_prompt, waiting_prompt, AnswerError, AnyWorkflow,
-    PublishedEvent, RunSummary, StartError, WorkflowRegistry,
+    EventDecodeError, PublishedEvent, RunSummary, StartError, WorkflowRegistry,
 };
 use stepwise::store::{MemoryStore, RunFilter, RunStatus};
 use stepwise::{
@@ -259,6 +259,41 @@ async fn a_start_event_of_another_type_is_refused() {
         error.to_string(),
         "workflow `order` starts with `Order`, not `StartEvent`"
     );
+}
+
+#[test]
+fn events_sent_to_a_run_decode_by_type_name_with_errors_that_say_why() {
+    let approval = approval();
+    let event = approval.decode_event("Approval", json!({"approved": true})).unwrap();
+    assert!(event.downcast_ref::<Approval>().unwrap().approved);
+    match approval.decode_event("Nope", json!({})).unwrap_err() {
+        EventDecodeError::UnknownType { workflow, name, known } => {
+            assert_eq!((workflow.as_str(), name.as_str()), ("approval", "Nope"));
+            assert!(
+                known.contains(&"Approval") && known.contains(&"StartEvent"),
+                "{known:?}"
+            );
+        }
+        other => panic!("expected UnknownType, got {other:?}"),
+    }
+    let error = approval
+        .decode_event("Approval", json!({"approved": "very"}))
+        .unwrap_err();
+    assert!(matches!(error, EventDecodeError::DoesNotFit { event: "Approval", .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("workflow `approval`: the event does not fit `Approval`: "),
+        "{error}"
+    );
+    let mut deep = json!(true);
+    for _ in 0..MAX_EVENT_DEPTH + 1 {
+        deep = json!([deep]);
+    }
+    assert!(matches!(
+        approval.decode_event("Approval", json!({ "approved": deep })),
+        Err(EventDecodeError::TooDeep { event: "Approval", .. })
+    ));
 }
 
 // ------------------------------------------------------------------ answers

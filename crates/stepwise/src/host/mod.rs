@@ -6,8 +6,9 @@
 //! - [`AnyWorkflow`]: a [`Workflow<S, O>`](crate::Workflow) with its types
 //!   erased (every workflow implements it), and [`WorkflowRegistry`], the
 //!   workflows a front end serves, by name.
-//! - [`StartError`], [`UnknownWorkflow`], [`DuplicateWorkflow`]: why a run
-//!   could not be started or a workflow not registered or found.
+//! - [`StartError`], [`EventDecodeError`], [`UnknownWorkflow`],
+//!   [`DuplicateWorkflow`]: why a run could not be started, an event sent to
+//!   it not decoded, or a workflow not registered or found.
 //! - [`answer_event`], [`answer_from_json`], [`answer_types`],
 //!   [`input_prompt`], [`waiting_prompt`]: answers to input requests.
 //! - [`RunSummary`], [`PublishedEvent`]: stored runs over any
@@ -39,11 +40,11 @@
 //! front end could do by hand.
 
 mod answers;
+mod decode;
 mod registry;
 mod runs;
-mod start;
 
 pub use answers::{answer_event, answer_from_json, answer_types, input_prompt, waiting_prompt, AnswerError};
+pub use decode::{EventDecodeError, StartError};
 pub use registry::{AnyWorkflow, BoxFuture, DuplicateWorkflow, UnknownWorkflow, WorkflowRegistry};
 pub use runs::{bare_result, PublishedEvent, RunSummary};
-pub use start::StartError;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::start::StartError;
+use super::decode::{EventDecodeError, StartError};
 use crate::graph::{RunTrace, TraceError, WorkflowGraph};
 use crate::{
     AnyEvent, Event, EventType, Journal, ResumeError, ResumeOptions, RunHandle, RunOptions, StepInfo, Workflow,
@@ -85,6 +85,14 @@ pub trait AnyWorkflow: Send + Sync + 'static {
     fn event_type(&self, name: &str) -> Option<EventType> {
         self.events().into_iter().find(|e| e.name() == name)
     }
+
+    /// One of the workflow's events from its type name and fields (what a
+    /// client sends to a run as `{"type": .., "value": ..}`), refusing
+    /// unknown names, JSON nested deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::MAX_EVENT_DEPTH) and fields that do not fit.
+    fn decode_event(&self, name: &str, value: Value) -> Result<AnyEvent, EventDecodeError> {
+        super::decode::decode_event(self.name(), self.events(), name, value)
+    }
 }
 
 impl fmt::Debug for dyn AnyWorkflow {
@@ -131,7 +139,7 @@ impl<S: Event, O: Event> AnyWorkflow for Workflow<S, O> {
     }
 
     fn decode_start(&self, input: Value) -> Result<AnyEvent, StartError> {
-        super::start::decode::<S>(Workflow::name(self), input).map(AnyEvent::new)
+        super::decode::decode::<S>(Workflow::name(self), input).map(AnyEvent::new)
     }
 
     fn run_any(&self, start: AnyEvent, options: RunOptions) -> Result<RunHandle<AnyEvent>, StartError> {
