@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use stepwise::store::{JournalStore, SqliteStore, StoreError};
+use stepwise::store::{JournalStore, StoreError};
 use stepwise::{Journal, JournalConfig};
 
 use crate::{failed, usage, Failure};
@@ -61,8 +61,10 @@ impl Storage {
     }
 }
 
-/// Opens the SQLite file (every mention of the SQLite store is here).
+/// Opens the SQLite file. Every mention of the SQLite store type is in this
+/// function, so moving the store to another crate changes one line.
 async fn sqlite(path: &Path, read_only_fallback: bool) -> Result<Arc<dyn JournalStore>, StoreError> {
+    use stepwise::store::SqliteStore;
     match SqliteStore::open(path).await {
         Ok(store) => Ok(Arc::new(store)),
         Err(error @ StoreError::NotADatabase { .. }) => Err(error),
