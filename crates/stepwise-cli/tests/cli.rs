@@ -896,3 +896,51 @@ fn input_over_the_depth_limit_is_refused_and_nothing_is_saved() {
         assert!(!out.contains(&id), "nothing saved: {out}");
     }
 }
+
+// ------------------------------------------------------ a store of its own
+
+fn memory_cli(store: &Arc<stepwise::store::MemoryStore>) -> Cli {
+    Cli::new("tool")
+        .store_arc(store.clone())
+        .workflow(echo())
+        .workflow(interview())
+}
+
+#[test]
+fn an_embedding_binary_can_keep_runs_in_another_store() {
+    let s = Scratch::new("given-store");
+    let store = Arc::new(stepwise::store::MemoryStore::new());
+    let run = |args: &[&str]| s.run_cli(memory_cli(&store), args, "", false);
+    assert!(run(&["runs"]).ok().out.contains("no runs in the tool's store"));
+    let first = run(&["run", "echo", "--run-id", "m1", "--input", r#"{"text": "hi"}"#]).ok();
+    assert!(first.out.ends_with("result: \"hi\"\n"), "{}", first.out);
+    let waiting = run(&["run", "interview", "--run-id", "m2"]);
+    assert_eq!(waiting.code, EXIT_WAITING, "{waiting:#?}");
+    let runs = run(&["runs"]).ok().out;
+    assert!(
+        runs.contains("m1") && runs.contains("completed") && runs.contains("m2"),
+        "{runs}"
+    );
+    let show = run(&["show", "m2"]).ok().out;
+    assert!(show.contains("waiting   for an answer to \"name?\""), "{show}");
+    let resumed = run(&["resume", "m2", "--answer", "Ada", "--answer", "green"]).ok();
+    assert!(
+        resumed.out.ends_with("result: \"Ada likes green\"\n"),
+        "{}",
+        resumed.out
+    );
+    assert!(!s.db().exists(), "no SQLite file was made");
+    run(&["runs", "--db", "x.db"]).fails_with(EXIT_USAGE, "--db does not apply");
+    assert!(run(&["--help"]).ok().out.contains("Runs: kept in the tool's store"));
+}
+
+#[test]
+fn a_workflow_name_registered_twice_is_refused() {
+    let error = Cli::new("tool").workflow(echo()).try_workflow(echo()).err().unwrap();
+    assert_eq!(error.to_string(), "a workflow named `echo` is already registered");
+    let panic = std::panic::catch_unwind(|| Cli::new("tool").workflow(echo()).workflow(echo()))
+        .err()
+        .unwrap();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("`echo` is already registered"), "{message}");
+}

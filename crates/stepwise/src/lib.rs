@@ -57,6 +57,7 @@ extern crate self as stepwise;
 mod core;
 mod durable;
 pub mod graph;
+pub mod host;
 mod runtime;
 pub mod store;
 pub mod testing;
