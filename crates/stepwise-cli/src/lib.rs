@@ -37,11 +37,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use stepwise::graph::{DrawFormat, TraceOutcome};
-use stepwise::store::{RunFilter, RunRecord, RunStatus, SqliteStore, StoreError};
+use stepwise::store::{RunFilter, RunRecord, RunStatus, StoreError};
 use stepwise::{
     AnyEvent, EventKind, HumanResponseEvent, Journal, ResumeError, RunHandle, RunOptions, StepPhase, StepStateChanged,
     StreamExt, WorkflowIdle,
 };
+use stepwise_sqlite::SqliteStore;
 
 mod registry;
 

@@ -18,7 +18,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use stepwise::store::{JournalStore, RunStatus, SqliteStore};
+use stepwise::store::{JournalStore, RunStatus};
+use stepwise_sqlite::SqliteStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crashtest");
 

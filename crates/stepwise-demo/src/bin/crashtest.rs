@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stepwise::store::SqliteStore;
 use stepwise::{Context, Event, Journal, RunOptions, StartEvent, StepConfig, StopEvent, Workflow};
+use stepwise_sqlite::SqliteStore;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Work {

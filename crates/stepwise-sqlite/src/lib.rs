@@ -1,4 +1,21 @@
-//! The embedded SQLite store: one file, WAL mode, no server, migrations built in.
+//! The embedded SQLite journal store for stepwise: one file, WAL mode, no
+//! server, migrations built in.
+//!
+//! ```no_run
+//! use stepwise::Journal;
+//! use stepwise_sqlite::SqliteStore;
+//!
+//! # async fn example() -> Result<(), stepwise::store::StoreError> {
+//! let journal = Journal::new(SqliteStore::open("runs.db").await?);
+//! # let _ = journal; Ok(()) }
+//! ```
+//!
+//! This is the only stepwise crate that depends on a database driver (sqlx);
+//! the engine talks to it through [`JournalStore`] alone. It passes the
+//! checks every store must pass (`stepwise-store-tests`, run from this
+//! crate's `tests/conformance.rs`). Until 0.1 it was `stepwise::store::SqliteStore`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,9 +27,9 @@ use tokio::sync::Notify;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::{
-    check_fences, may_take, now_ms, Claim, EntryBatch, JournalStore, Owner, OwnerLease, PublishedRecord, RunFilter,
-    RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
+use stepwise::store::{
+    check_fences, may_take, now_ms, Claim, DatabaseError, EntryBatch, JournalStore, Owner, OwnerLease, PublishedRecord,
+    RunFilter, RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
 };
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
@@ -280,7 +297,7 @@ async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, Sto
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::Database(DatabaseError::new(e))
 }
 
 impl SqliteStore {
@@ -460,7 +477,7 @@ impl SqliteStore {
             sqlx::Executor::execute(&mut *tx, *sql).await.map_err(db)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
-                .bind(super::now_ms())
+                .bind(now_ms())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -1006,7 +1023,7 @@ async fn claim_in(conn: &mut sqlx::SqliteConnection, claim: &Claim) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StatusUpdate;
+    use stepwise::store::StatusUpdate;
 
     fn run(i: usize) -> RunRecord {
         RunRecord {
