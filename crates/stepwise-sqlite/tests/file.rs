@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stepwise::store::{EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, WriteBatch};
+use stepwise::store::{EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, StoreError, WriteBatch};
 use stepwise::{Journal, RunOptions, StartEvent};
 
 mod common;
@@ -204,5 +204,22 @@ fn a_version_1_file_is_migrated_and_lists_its_unfinished_runs_from_an_index() {
             "{detail:?}"
         );
         conn.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_database_error_keeps_the_drivers_error_as_its_source() {
+    runtime().block_on(async {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let error = store.execute_raw("SELEC nothing").await.unwrap_err();
+        let StoreError::Database(database) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(error.is_transient());
+        assert!(error.to_string().starts_with("store error: "), "{error}");
+        let driver = database.get_ref().downcast_ref::<sqlx::Error>();
+        assert!(driver.is_some(), "the source is sqlx's error: {database:?}");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert_eq!(source.to_string(), driver.unwrap().to_string());
     });
 }
