@@ -54,50 +54,40 @@
 
 extern crate self as stepwise;
 
-mod builtin;
-mod collect;
-mod context;
-mod depth;
+mod core;
 mod durable;
-mod error;
-mod event;
 pub mod graph;
-pub mod journal;
-mod journal_text;
-mod reducer;
-pub mod retry;
-mod run;
-mod snapshot;
-pub mod state;
-mod step;
+mod runtime;
 pub mod store;
 pub mod testing;
-mod validate;
-mod wait;
-mod workflow;
 
-pub use builtin::{
+pub use crate::core::codec::journal;
+pub use crate::core::{retry, state};
+
+pub use crate::core::builtin::{
     FieldError, HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailed, StepPhase, StepStateChanged, StopEvent,
     StreamLagged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle, WorkflowTimedOut,
 };
-pub use collect::CollectSet;
-pub use context::{Context, StreamWrite};
-pub use depth::{json_depth, MAX_EVENT_DEPTH};
-pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
-pub use error::{check_run_id, EventError, RunError, SendError, StepError, StreamError, WaitError, MAX_RUN_ID_BYTES};
-pub use event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
-pub use reducer::RetryInfo;
-pub use retry::RetryPolicy;
-pub use run::{EventStream, RunHandle, RunOptions, StopOutput, DEFAULT_STREAM_BUFFER};
-pub use snapshot::{Snapshot, SNAPSHOT_FORMAT};
-pub use state::{StateError, StateStore};
-pub use step::{
+pub use crate::core::codec::snapshot::{Snapshot, SNAPSHOT_FORMAT};
+pub use crate::core::context::collect::CollectSet;
+pub use crate::core::context::wait::WaitFor;
+pub use crate::core::context::{Context, StreamWrite};
+pub use crate::core::define::step::{
     CatchErrors, Emitted, GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, DEFAULT_NUM_WORKERS,
 };
+pub use crate::core::define::validate::{BuildError, ValidationIssue};
+pub use crate::core::define::workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
+pub use crate::core::depth::{json_depth, MAX_EVENT_DEPTH};
+pub use crate::core::error::{check_run_id, EventError, SendError, StepError, WaitError, MAX_RUN_ID_BYTES};
+pub use crate::core::event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
+pub use crate::core::ids::RetryInfo;
+pub use crate::core::retry::RetryPolicy;
+pub use crate::core::state::{StateError, StateStore};
+pub use crate::runtime::{
+    EventStream, RunError, RunHandle, RunOptions, StopOutput, StreamError, DEFAULT_STREAM_BUFFER,
+};
+pub use durable::{CommitLag, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions};
 pub use stepwise_macros::{step, workflow, Event, EventUnion};
-pub use validate::{BuildError, ValidationIssue};
-pub use wait::WaitFor;
-pub use workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
 
-use crate::error::RunError;
-use crate::event::{AnyEvent, Event};
-use crate::run::{RunHandle, RunOptions};
-use crate::state::StateStore;
-use crate::workflow::Workflow;
+use crate::core::define::workflow::Workflow;
+use crate::core::event::{AnyEvent, Event};
+use crate::core::state::StateStore;
+use crate::runtime::RunError;
+use crate::runtime::{RunHandle, RunOptions};
 
 /// Runs a workflow and records everything it publishes.
 pub struct WorkflowTestRunner<S, O> {

@@ -21,17 +21,18 @@
 //!   batch is encoded for the store;
 //! - [`run_log`]: a journaled run's side — its entry text, and the log it
 //!   hands each tick's group to;
+//! - [`recording`]: the journal behind the runtime's recorder port
+//!   (`impl Recorder for RunJournal`, `impl RecorderSource for Journal`) and
+//!   [`RunOptions::journal`](crate::RunOptions::journal);
 //! - [`resume`]: rebuilding a run from its journal or a snapshot, and the
 //!   errors when it cannot.
 
-mod error;
+mod recording;
 mod resume;
 mod run_log;
 mod writer;
 
-pub use error::JournalError;
+pub use crate::runtime::recorder::JournalError;
 pub(crate) use resume::parse_entries;
 pub use resume::{ResumeError, ResumeOptions};
-pub(crate) use run_log::{build_snapshot, RunJournal};
 pub use writer::{CommitLag, Journal, JournalConfig};
-pub(crate) use writer::{Confirm, WriterMsg};

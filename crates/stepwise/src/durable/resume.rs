@@ -4,18 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::Event;
-use crate::journal::{DecodeError, Decoder, Entry, StoredEntry, StoredEvent};
-use crate::reducer::{Outcome, RunState};
-use crate::run::{self, Begin, RunHandle, RunOptions};
-use crate::snapshot::Snapshot;
+use crate::core::codec::journal::{DecodeError, Decoder, Entry, StoredEntry, StoredEvent};
+use crate::core::codec::snapshot::Snapshot;
+use crate::core::define::workflow::{Workflow, WorkflowCore};
+use crate::core::event::Event;
+use crate::core::reducer::{Outcome, RunState};
+use crate::runtime::{self, Begin, RunHandle, RunOptions};
 use crate::store::{
     now_ms, Claim, EntryBatch, JournalStore, RunFilter, RunRecord, RunStatus, StatusUpdate, StoreError,
 };
-use crate::workflow::{Workflow, WorkflowCore};
 
-use super::run_log::build_snapshot;
 use super::writer::{Journal, WriterMsg};
+use crate::core::codec::snapshot::build_snapshot;
 
 /// Why a run could not be resumed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum ResumeError {
     },
     /// The run id is not one a run can have (empty, blank, with a control
     /// character, or too long; see [`check_run_id`](crate::check_run_id)).
-    #[error("run id {} is not valid: {reason}", crate::error::shown_run_id(.run_id))]
+    #[error("run id {} is not valid: {reason}", crate::core::error::shown_run_id(.run_id))]
     InvalidRunId {
         /// The id as given.
         run_id: String,
@@ -479,12 +479,12 @@ impl<S: Event, O: Event> Workflow<S, O> {
             // (a journal written by an older version, or a failed status
             // write): record it now instead of resuming a finished run.
             let result = match rebuilt.outcome {
-                Some(outcome) => run::outcome_result(&self.core, run_id, outcome),
-                None => Err(crate::error::RunError::Aborted {
+                Some(outcome) => runtime::outcome_result(&self.core, run_id, outcome),
+                None => Err(crate::runtime::RunError::Aborted {
                     run_id: run_id.to_owned(),
                 }),
             };
-            let (status, stop, error) = run::ended_status(&result);
+            let (status, stop, error) = runtime::ended_status(&result);
             let update = StatusUpdate {
                 run_id: run_id.into(),
                 status,
@@ -510,7 +510,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             })?,
             None => (self.core.state.fresh)(),
         };
-        Ok(run::launch(
+        Ok(runtime::launch(
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_id.into(),
@@ -519,7 +519,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 journal_seq: rebuilt.journal_seq,
                 published: rebuilt.published,
                 store: state,
-                journal: Some(journal.clone()),
+                recorder: Some(Arc::new(journal.clone())),
                 epoch,
                 claim: None,
             },
@@ -568,7 +568,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or(serde_json::Value::Null);
         let status = match rebuilt.outcome {
-            Some(outcome) => run::ended_status(&run::outcome_result(&self.core, run_id, outcome)).0,
+            Some(outcome) => runtime::ended_status(&runtime::outcome_result(&self.core, run_id, outcome)).0,
             None => RunStatus::Running,
         };
         build_snapshot(
@@ -731,7 +731,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
             });
             journal.send(WriterMsg::Group(group));
         }
-        Ok(run::launch(
+        Ok(runtime::launch(
             Arc::clone(&self.core),
             Begin::Resume {
                 run_id: run_arc,
@@ -740,7 +740,7 @@ impl<S: Event, O: Event> Workflow<S, O> {
                 journal_seq: snapshot.journal_seq,
                 published: snapshot.published,
                 store,
-                journal: options.journal_ref().cloned(),
+                recorder: options.recorder.clone(),
                 epoch: 1,
                 claim: claimed,
             },

@@ -4,15 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::event::AnyEvent;
-use crate::journal::TickData;
-use crate::journal_text;
-use crate::reducer::{RunState, Tick};
-use crate::snapshot::Snapshot;
+use crate::core::codec::snapshot::build_snapshot;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::event::AnyEvent;
+use crate::core::reducer::RunState;
 use crate::store::{now_ms, EntryBatch, RunStatus, StatusUpdate};
-use crate::workflow::WorkflowCore;
 
-use super::error::JournalError;
+use crate::runtime::recorder::{FaultHook, JournalError};
+
 use super::writer::{Journal, WriterMsg};
 
 /// What a journaled run has handed to its journal and the writer has not
@@ -30,9 +29,6 @@ pub(crate) struct RunLog {
     /// refused).
     fault: Mutex<Option<FaultHook>>,
 }
-
-/// What a run does when its journal gives it up.
-pub(crate) type FaultHook = Box<dyn FnOnce(JournalError) + Send>;
 
 #[derive(Default)]
 struct LogInner {
@@ -291,28 +287,11 @@ impl RunJournal {
         }
     }
 
-    /// Appends `tick` (about to be reduced) as the next entry; returns true
-    /// when a snapshot is due. An entry that does not serialise is not
-    /// written at all (no partial entry, no gap in the sequence): the error
-    /// goes back to the caller, which must not reduce the tick as it is.
-    pub(crate) fn append_tick(
-        &mut self,
-        tick: &Tick,
-        state: &RunState,
-        now: Duration,
-    ) -> Result<bool, serde_json::Error> {
-        self.append_with(now, |out, seq, at_us| {
-            journal_text::write_tick(out, seq, at_us, tick, state)
-        })
-    }
-
-    /// Appends an entry given as data (waiters, collects); returns true when
-    /// a snapshot is due (errors as for [`RunJournal::append_tick`]).
-    pub(crate) fn append(&mut self, tick: TickData<AnyEvent>, now: Duration) -> Result<bool, serde_json::Error> {
-        self.append_with(now, |out, seq, at_us| journal_text::write_entry(out, seq, at_us, tick))
-    }
-
-    fn append_with(
+    /// Appends the entry `write` writes as the next one; returns true when
+    /// a snapshot is due. An entry that does not serialise is not written at
+    /// all (no partial entry, no gap in the sequence): the error goes back to
+    /// the caller, which must not reduce the tick as it is.
+    pub(super) fn append_with(
         &mut self,
         now: Duration,
         write: impl FnOnce(&mut Vec<u8>, u64, u64) -> Result<(), serde_json::Error>,
@@ -407,32 +386,6 @@ impl Drop for RunJournal {
     fn drop(&mut self) {
         self.journal.run_ended(&self.run_id);
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn build_snapshot(
-    workflow: &WorkflowCore,
-    run_id: &str,
-    state: &RunState,
-    journal_seq: u64,
-    now: Duration,
-    published: u64,
-    user_state: serde_json::Value,
-    status: RunStatus,
-) -> Result<Snapshot, serde_json::Error> {
-    Ok(Snapshot {
-        format: crate::snapshot::SNAPSHOT_FORMAT,
-        workflow: workflow.name.clone(),
-        fingerprint: workflow.fingerprint.clone(),
-        run_id: run_id.to_owned(),
-        journal_seq,
-        at_us: now.as_micros() as u64,
-        published,
-        state_type: workflow.state.type_name.to_owned(),
-        state: user_state,
-        status,
-        run: state.to_data()?,
-    })
 }
 
 #[cfg(test)]

@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::AnyEvent;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::event::AnyEvent;
 use crate::store::{
     now_ms, JournalStore, LiveOwner, Owner, OwnerLease, PublishedRecord, RunRecord, RunStatus, StatusUpdate,
     StoreError, WriteBatch, LEASE,
 };
-use crate::workflow::WorkflowCore;
 
-use super::error::JournalError;
+use crate::runtime::recorder::JournalError;
+
 use super::run_log::{RunLog, MAX_ROW_HINT};
 
 /// How a journal behaves. Build it with struct update syntax

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use super::{EdgeStyle, WorkflowGraph};
-use crate::event::EventKind;
+use crate::core::event::EventKind;
 
 pub(super) const NODE_HEIGHT: f64 = 38.0;
 const LAYER_GAP: f64 = 88.0;
@@ -556,7 +556,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::{fit_in_order, layout, NODE_HEIGHT};
-    use crate::event::EventKind;
+    use crate::core::event::EventKind;
     use crate::graph::{EdgeStyle, GraphEdge, GraphNode, NodeKind, WorkflowGraph};
 
     fn graph(labels: &[usize], edges: &[(usize, usize, bool)]) -> WorkflowGraph {

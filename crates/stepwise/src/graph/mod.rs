@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::{EventKind, EventType};
-use crate::workflow::WorkflowCore;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::event::{EventKind, EventType};
 
 mod dot;
 mod html;
@@ -238,7 +238,7 @@ impl WorkflowGraph {
                 ));
             }
             if let Some((handler, _)) = workflow.error_handler(index) {
-                let failed = EventType::of::<crate::builtin::StepFailed>();
+                let failed = EventType::of::<crate::core::builtin::StepFailed>();
                 note_event(failed, &mut events);
                 let _ = handler;
                 edges.push(edge(

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{EdgeStyle, GraphEdge, GraphNode, NodeKind, WorkflowGraph};
+use crate::core::codec::journal::{Decoder, Replayed, TickData};
+use crate::core::define::workflow::{Workflow, WorkflowCore};
+use crate::core::event::{AnyEvent, Event, EventKind};
+use crate::core::reducer::{Command, InvocationId, RunState, Timer};
 use crate::durable::{parse_entries, Journal, ResumeError};
-use crate::event::{AnyEvent, Event, EventKind};
-use crate::journal::{Decoder, Replayed, TickData};
-use crate::reducer::{Command, InvocationId, RunState, Timer};
 use crate::store::StoreError;
-use crate::workflow::{Workflow, WorkflowCore};
 
 /// Why a trace could not be built.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -216,7 +216,7 @@ impl RunTrace {
                 match command {
                     Command::StartWorker(start) => {
                         // A failure handed to an error handler comes from the failed step.
-                        let source = failed_step.filter(|_| start.event.is::<crate::builtin::StepFailed>());
+                        let source = failed_step.filter(|_| start.event.is::<crate::core::builtin::StepFailed>());
                         let input = b.event(&start.event, at, source);
                         keep.push(start.event.clone());
                         b.steps.push(TraceStep {
@@ -239,7 +239,9 @@ impl RunTrace {
                             }
                         }
                     }
-                    Command::Publish(event) if waiting.is_some() && !event.is::<crate::builtin::WorkflowIdle>() => {
+                    Command::Publish(event)
+                        if waiting.is_some() && !event.is::<crate::core::builtin::WorkflowIdle>() =>
+                    {
                         // The input request a waiter publishes.
                         b.event(&event, at, waiting);
                         keep.push(event);
@@ -290,7 +292,7 @@ impl RunTrace {
             if let Some(source) = event.source {
                 let (label, style) = match event.kind {
                     EventKind::InputRequired => (Some("asks"), EdgeStyle::Dashed),
-                    _ if event.name == crate::builtin::StepFailed::NAME => (Some("fails"), EdgeStyle::Dashed),
+                    _ if event.name == crate::core::builtin::StepFailed::NAME => (Some("fails"), EdgeStyle::Dashed),
                     _ => (None, EdgeStyle::Solid),
                 };
                 edges.push(GraphEdge {

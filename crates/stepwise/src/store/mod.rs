@@ -25,54 +25,13 @@ use serde::{Deserialize, Serialize};
 mod memory;
 mod owner;
 
+pub use crate::core::ids::RunStatus;
 pub use memory::MemoryStore;
 pub(crate) use owner::LiveOwner;
 pub use owner::{may_take, Claim, Owner, OwnerLease, LEASE};
 
 /// A boxed future returned by store methods (keeps [`JournalStore`] object safe).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// Where a run stands.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Not finished (running now, or interrupted and resumable).
-    Running,
-    /// Ended with its stop event.
-    Completed,
-    /// Ended by a failure or timeout.
-    Failed,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl RunStatus {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the stored spelling.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "running" => RunStatus::Running,
-            "completed" => RunStatus::Completed,
-            "failed" => RunStatus::Failed,
-            "cancelled" => RunStatus::Cancelled,
-            _ => return None,
-        })
-    }
-
-    /// True for completed, failed and cancelled.
-    pub fn is_terminal(self) -> bool {
-        self != RunStatus::Running
-    }
-}
 
 /// What a store knows about one run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

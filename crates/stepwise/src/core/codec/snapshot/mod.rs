@@ -14,15 +14,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::collect::CollectBuffer;
-use crate::error::StepError;
-use crate::event::AnyEvent;
-use crate::journal::{DecodeError, Decoder, StoredEvent};
-use crate::reducer::{
+use crate::core::codec::journal::{DecodeError, Decoder, StoredEvent};
+use crate::core::context::collect::CollectBuffer;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::StepError;
+use crate::core::event::AnyEvent;
+use crate::core::ids::RunStatus;
+use crate::core::reducer::{
     Attempt, InFlight, InvocationId, Invocations, Lineage, PendingRetry, Queued, Recovered, RunState, StepSlot, Waiter,
 };
-use crate::store::RunStatus;
-use crate::workflow::WorkflowCore;
 
 mod check;
 
@@ -641,4 +641,31 @@ impl RunState {
         state.finished = data.finished;
         Ok(state)
     }
+}
+
+/// A snapshot of `state` as the run `run_id` of `workflow` stands at `now`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_snapshot(
+    workflow: &WorkflowCore,
+    run_id: &str,
+    state: &RunState,
+    journal_seq: u64,
+    now: Duration,
+    published: u64,
+    user_state: serde_json::Value,
+    status: RunStatus,
+) -> Result<Snapshot, serde_json::Error> {
+    Ok(Snapshot {
+        format: SNAPSHOT_FORMAT,
+        workflow: workflow.name.clone(),
+        fingerprint: workflow.fingerprint.clone(),
+        run_id: run_id.to_owned(),
+        journal_seq,
+        at_us: now.as_micros() as u64,
+        published,
+        state_type: workflow.state.type_name.to_owned(),
+        state: user_state,
+        status,
+        run: state.to_data()?,
+    })
 }

@@ -23,7 +23,7 @@ use std::ops::{Add, BitAnd, BitOr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::StepError;
+use crate::core::error::StepError;
 
 /// When to give up retrying.
 #[derive(Clone, Debug, PartialEq)]

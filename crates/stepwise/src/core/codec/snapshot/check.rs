@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{AttemptData, QueuedData, Snapshot};
-use crate::workflow::WorkflowCore;
+use crate::core::define::workflow::WorkflowCore;
 
 /// The first inconsistency found, as a sentence naming it.
 pub(crate) fn check(workflow: &WorkflowCore, snapshot: &Snapshot) -> Result<(), String> {

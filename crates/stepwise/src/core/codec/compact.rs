@@ -4,16 +4,16 @@
 //! own thread, and hands the writer finished text: no intermediate tick
 //! value, no copy of events, nothing allocated on one thread and freed on
 //! another per tick. The common ticks are written by hand in the compact
-//! form described in [`journal`](crate::journal) (events entering from
+//! form described in [`journal`](crate::core::codec::journal) (events entering from
 //! outside, steps finishing without deferred sends, stream writes); their
 //! variants with targets, origins or effects in the full form, by hand too;
 //! the rare ticks through serde. The tests below check that every shape
 //! reads back as exactly what serde's full form of [`journal::record`] of
 //! the tick reads back as.
 
-use crate::event::AnyEvent;
-use crate::journal::{self, inv, Entry, TickData};
-use crate::reducer::{Effect, RunState, Tick};
+use crate::core::codec::journal::{self, inv, Entry, TickData};
+use crate::core::event::AnyEvent;
+use crate::core::reducer::{Effect, RunState, Tick};
 
 /// Appends `tick` as the journal entry `seq` to `out`. On error `out` may
 /// hold part of the entry (the caller truncates it).
@@ -182,10 +182,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::error::StepError;
-    use crate::journal::StoredEntry;
-    use crate::reducer::InvocationId;
-    use crate::step::Emitted;
+    use crate::core::codec::journal::StoredEntry;
+    use crate::core::define::step::Emitted;
+    use crate::core::error::StepError;
+    use crate::core::reducer::InvocationId;
     use crate::{StartEvent, StopEvent, Workflow};
 
     fn state() -> RunState {

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::context::Context;
-use crate::error::StepError;
-use crate::event::{AnyEvent, Event, EventType};
-use crate::retry::RetryPolicy;
+use crate::core::context::Context;
+use crate::core::error::StepError;
+use crate::core::event::{AnyEvent, Event, EventType};
+use crate::core::retry::RetryPolicy;
 
 /// The parameter type of a step: one event type, or a union of several
 /// (an enum with `#[derive(EventUnion)]`).

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::event::{Event, EventKind};
+use crate::core::event::{Event, EventKind};
 
 /// The default start event: free-form JSON fields with typed getters.
 ///
@@ -84,7 +84,7 @@ impl StartEvent {
     /// `serde_json::Value` without converting it, use [`StartEvent::with_json`]).
     pub fn with(mut self, field: impl Into<String>, value: impl Serialize) -> Self {
         let field = field.into();
-        let value = crate::depth::bounded_value(&value);
+        let value = crate::core::depth::bounded_value(&value);
         self.fields.insert(field, value);
         self
     }
@@ -92,7 +92,7 @@ impl StartEvent {
     /// Sets `field` to a JSON value as it is (no conversion).
     pub fn with_json(mut self, field: impl Into<String>, value: Value) -> Self {
         if let Some(old) = self.fields.insert(field.into(), value) {
-            crate::depth::dismantle(old);
+            crate::core::depth::dismantle(old);
         }
         self
     }
@@ -100,7 +100,7 @@ impl StartEvent {
     /// Sets `field`.
     pub fn set(&mut self, field: impl Into<String>, value: impl Serialize) -> Result<(), FieldError> {
         let field = field.into();
-        if crate::depth::exceeds(&value, crate::MAX_EVENT_DEPTH) {
+        if crate::core::depth::exceeds(&value, crate::MAX_EVENT_DEPTH) {
             return Err(FieldError::TooDeep {
                 field,
                 limit: crate::MAX_EVENT_DEPTH,
@@ -156,7 +156,7 @@ impl Drop for StartEvent {
         };
         if self.fields.values().any(nested) {
             for (_, value) in std::mem::take(&mut self.fields) {
-                crate::depth::dismantle(value);
+                crate::core::depth::dismantle(value);
             }
         }
     }
@@ -189,7 +189,7 @@ impl StopEvent {
     /// A stop event carrying `result`. A value that cannot be JSON becomes `null`.
     pub fn new(result: impl Serialize) -> Self {
         StopEvent {
-            result: crate::depth::bounded_value(&result),
+            result: crate::core::depth::bounded_value(&result),
         }
     }
 
@@ -379,7 +379,7 @@ pub struct StepFailed {
     pub elapsed_secs: f64,
     /// The input event itself (in memory only; not serialised).
     #[serde(skip)]
-    pub input: Option<crate::event::AnyEvent>,
+    pub input: Option<crate::core::event::AnyEvent>,
 }
 
 impl StepFailed {
@@ -425,4 +425,18 @@ pub struct StreamLagged {
 
 impl Event for StreamLagged {
     const NAME: &'static str = "StreamLagged";
+}
+
+/// An event kept as its stored JSON (its Rust type is unknown here). Used for
+/// published events read back from a journal or store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// The original event's stable name.
+    pub name: String,
+    /// Its fields.
+    pub value: Value,
+}
+
+impl Event for RawEvent {
+    const NAME: &'static str = "RawEvent";
 }

@@ -13,8 +13,8 @@ use std::fmt;
 use serde::ser::{self, Serialize};
 use serde_json::Value;
 
-use crate::builtin::{HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailed, StopEvent};
-use crate::event::AnyEvent;
+use crate::core::builtin::{HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailed, StopEvent};
+use crate::core::event::AnyEvent;
 
 /// How deeply an event's value may nest: arrays, objects and structs each
 /// count one level (a struct with a string field is depth 1). Deeper events

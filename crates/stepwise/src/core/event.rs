@@ -173,7 +173,7 @@ impl<E: Event> ErasedEvent for E {
         serde_json::to_writer(out, self)
     }
     fn exceeds_depth(&self, limit: usize) -> bool {
-        crate::depth::exceeds(self, limit)
+        crate::core::depth::exceeds(self, limit)
     }
     fn as_any(&self) -> &dyn Any {
         self

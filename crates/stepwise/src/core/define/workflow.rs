@@ -8,13 +8,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::builtin::{StartEvent, StopEvent};
-use crate::context::Context;
-use crate::event::{Event, EventType};
-use crate::run::{self, RunHandle, RunOptions};
-use crate::state::{JsonState, State, StateStore};
-use crate::step::{GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, StepSpec};
-use crate::validate::{self, BuildError, Validated, ValidationIssue};
+use crate::core::builtin::{StartEvent, StopEvent};
+use crate::core::context::Context;
+use crate::core::define::step::{GraphCheck, Handler, StepConfig, StepInfo, StepInput, StepOutput, StepSpec};
+use crate::core::define::validate::{self, BuildError, Validated, ValidationIssue};
+use crate::core::event::{Event, EventType};
+use crate::core::state::{JsonState, State, StateStore};
 
 /// The validated, immutable definition shared by all runs of a workflow.
 pub(crate) struct WorkflowCore {
@@ -269,23 +268,6 @@ impl Workflow<StartEvent, StopEvent> {
 }
 
 impl<S: Event, O: Event> Workflow<S, O> {
-    /// Starts a run. Must be called inside a tokio runtime; otherwise the handle
-    /// resolves to [`RunError::NoRuntime`](crate::RunError::NoRuntime).
-    pub fn run(&self, start: S) -> RunHandle<O> {
-        self.run_with(start, RunOptions::default())
-    }
-
-    /// Starts a run with options (run id, internal events).
-    pub fn run_with(&self, start: S, options: RunOptions) -> RunHandle<O> {
-        run::launch(
-            Arc::clone(&self.core),
-            run::Begin::Fresh {
-                start: start.into(),
-                options,
-            },
-        )
-    }
-
     /// The workflow's name.
     pub fn name(&self) -> &str {
         &self.core.name
@@ -359,7 +341,7 @@ impl<S, O> std::fmt::Debug for Workflow<S, O> {
 
 /// The built-in events every workflow can meet.
 fn builtin_events() -> [EventType; 12] {
-    use crate::builtin::*;
+    use crate::core::builtin::*;
     [
         EventType::of::<StartEvent>(),
         EventType::of::<StopEvent>(),
@@ -372,7 +354,7 @@ fn builtin_events() -> [EventType; 12] {
         EventType::of::<HumanResponseEvent>(),
         EventType::of::<StepFailed>(),
         EventType::of::<WorkflowIdle>(),
-        EventType::of::<crate::journal::RawEvent>(),
+        EventType::of::<crate::core::builtin::RawEvent>(),
     ]
 }
 

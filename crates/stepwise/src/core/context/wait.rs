@@ -13,8 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{AnyEvent, Event, EventType};
-use crate::reducer::WaiterSpec;
+use crate::core::event::{AnyEvent, Event, EventType};
 
 /// What to wait for: an event of type `E`, optionally with required field
 /// values, a timeout, an event to publish while waiting, and a waiter id.
@@ -72,7 +71,7 @@ impl<E: Event> WaitFor<E> {
     /// Only an event whose field `field` equals `value` (compared as JSON)
     /// satisfies the wait; other events of type `E` are routed as usual.
     pub fn require(mut self, field: impl Into<String>, value: impl Serialize) -> Self {
-        let value = crate::depth::bounded_value(&value);
+        let value = crate::core::depth::bounded_value(&value);
         self.requirements.push((field.into(), value));
         self
     }
@@ -100,4 +99,14 @@ impl<E: Event> WaitFor<E> {
             publish: self.publish,
         }
     }
+}
+
+/// A waiter as `wait_for_event` asks for it.
+#[derive(Debug)]
+pub(crate) struct WaiterSpec {
+    pub(crate) id: String,
+    pub(crate) ty: EventType,
+    pub(crate) requirements: Vec<(String, Value)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) publish: Option<AnyEvent>,
 }

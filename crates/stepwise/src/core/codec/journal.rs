@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::collect::Expectation;
-use crate::error::StepError;
-use crate::event::{AnyEvent, EventType};
-use crate::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
-use crate::step::Emitted;
-use crate::workflow::WorkflowCore;
+use crate::core::context::collect::Expectation;
+use crate::core::define::step::Emitted;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::StepError;
+use crate::core::event::{AnyEvent, EventType};
+use crate::core::reducer::{Command, Effect, InvocationId, Outcome, RunState, Tick, Timer, WaiterSpec};
 
 /// An event as stored: its stable name and its JSON fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -263,6 +263,8 @@ pub enum DecodeError {
     },
 }
 
+pub use crate::core::builtin::RawEvent;
+
 pub(crate) fn inv(id: InvocationId) -> [u32; 2] {
     id.to_pair()
 }
@@ -325,6 +327,15 @@ fn effects_data(workflow: &WorkflowCore, effects: &[Effect]) -> Vec<EffectData<A
         .collect()
 }
 
+/// The journal form of an expectation: the list's names, or the repeated type and count.
+fn expect_data(expect: &Expectation<'_>) -> ExpectData {
+    match (expect.order, expect.repeated) {
+        (Some(order), _) => ExpectData::List(order.iter().map(|t| t.name().to_owned()).collect()),
+        (None, Some(ty)) => ExpectData::Repeat(ty.name().to_owned(), expect.counts.first().map_or(0, |c| c.1)),
+        (None, None) => ExpectData::List(Vec::new()),
+    }
+}
+
 pub(crate) fn record_collect(
     invocation: InvocationId,
     buffer: &str,
@@ -335,7 +346,7 @@ pub(crate) fn record_collect(
         invocation: inv(invocation),
         buffer: buffer.to_owned(),
         event: event.clone(),
-        expect: expect.to_data(),
+        expect: expect_data(expect),
     }
 }
 
@@ -580,16 +591,6 @@ pub(crate) enum Replayed {
     Other,
 }
 
-/// An event kept as its stored JSON (its Rust type is unknown here). Used for
-/// published events read back from a journal or store.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RawEvent {
-    /// The original event's stable name.
-    pub name: String,
-    /// Its fields.
-    pub value: Value,
-}
-
 impl From<StoredEvent> for RawEvent {
     fn from(stored: StoredEvent) -> Self {
         RawEvent {
@@ -597,8 +598,4 @@ impl From<StoredEvent> for RawEvent {
             value: stored.value,
         }
     }
-}
-
-impl crate::event::Event for RawEvent {
-    const NAME: &'static str = "RawEvent";
 }

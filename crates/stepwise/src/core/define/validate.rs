@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::builtin::StepFailed;
-use crate::event::{Event, EventKind, EventType};
-use crate::step::{GraphCheck, StepSpec};
+use crate::core::builtin::StepFailed;
+use crate::core::define::step::{GraphCheck, StepSpec};
+use crate::core::event::{Event, EventKind, EventType};
 
 /// One problem found in a workflow definition.
 #[derive(Clone, Debug, PartialEq, Eq)]

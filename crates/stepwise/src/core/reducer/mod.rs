@@ -12,37 +12,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::builtin::{
+use crate::core::builtin::{
     StepFailed, StepPhase, StepStateChanged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle,
     WorkflowTimedOut,
 };
-use crate::collect::{CollectBuffer, Expectation};
-use crate::error::{StepError, WaitError};
-use crate::event::{AnyEvent, EventKind, EventType};
-use crate::retry::retry_seed;
-use crate::step::Emitted;
-use crate::workflow::WorkflowCore;
+use crate::core::context::collect::{CollectBuffer, Expectation};
+use crate::core::define::step::Emitted;
+use crate::core::define::workflow::WorkflowCore;
+use crate::core::error::{StepError, WaitError};
+use crate::core::event::{AnyEvent, EventKind, EventType};
+use crate::core::retry::retry_seed;
 
-/// Index of a step in its workflow's definition order.
-pub(crate) type StepIdx = usize;
-
-/// Identifies one step invocation within a run. Allocated deterministically
-/// (slot plus generation), so a replay hands out the same ids.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct InvocationId {
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
-}
-
-impl InvocationId {
-    pub(crate) fn to_pair(self) -> [u32; 2] {
-        [self.slot, self.generation]
-    }
-
-    pub(crate) fn from_pair([slot, generation]: [u32; 2]) -> Self {
-        InvocationId { slot, generation }
-    }
-}
+pub(crate) use crate::core::context::wait::WaiterSpec;
+pub(crate) use crate::core::ids::{InvocationId, RetryInfo, StepIdx};
 
 /// Recovery counts per error handler, carried by every event derived from a
 /// handler's output. `None` (the common case) costs nothing.
@@ -222,19 +204,6 @@ pub(crate) struct InFlight {
     pub(crate) waiting: u32,
 }
 
-/// What a step can learn about its retries.
-#[derive(Clone, Debug)]
-pub struct RetryInfo {
-    /// 1 for the first try, 2 for the first retry, …
-    pub attempt: u32,
-    /// Time since the first attempt started.
-    pub elapsed: Duration,
-    /// The previous attempt's failure.
-    pub last_error: Option<StepError>,
-    /// When the previous attempt failed, as time since the run started.
-    pub last_failed_at: Option<Duration>,
-}
-
 /// A step suspended in `wait_for_event`.
 #[derive(Debug)]
 pub(crate) struct Waiter {
@@ -246,16 +215,6 @@ pub(crate) struct Waiter {
     pub(crate) id: String,
     pub(crate) ty: EventType,
     pub(crate) requirements: Vec<(String, Value)>,
-}
-
-/// A waiter as `wait_for_event` asks for it.
-#[derive(Debug)]
-pub(crate) struct WaiterSpec {
-    pub(crate) id: String,
-    pub(crate) ty: EventType,
-    pub(crate) requirements: Vec<(String, Value)>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) publish: Option<AnyEvent>,
 }
 
 /// A waiter whose invocation was re-queued by a resume, until the re-run

@@ -6,18 +6,18 @@
 
 use std::any::TypeId;
 
-use crate::event::{AnyEvent, Event, EventType};
+use crate::core::event::{AnyEvent, Event, EventType};
 
 /// What a `collect` call waits for: how many events of each type, and in which
 /// order to hand them back.
 #[derive(Debug)]
 pub(crate) struct Expectation<'a> {
     /// The caller's list, which fixes the output order (`None` for `collect_n`).
-    order: Option<&'a [EventType]>,
+    pub(crate) order: Option<&'a [EventType]>,
     /// Distinct types with their counts, in first-appearance order.
-    counts: Vec<(TypeId, usize)>,
+    pub(crate) counts: Vec<(TypeId, usize)>,
     /// The type of a `collect_n` expectation.
-    repeated: Option<EventType>,
+    pub(crate) repeated: Option<EventType>,
 }
 
 impl<'a> Expectation<'a> {
@@ -52,16 +52,6 @@ impl<'a> Expectation<'a> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.counts.iter().all(|(_, n)| *n == 0)
-    }
-
-    /// The journal form: the list's names, or the repeated type and count.
-    pub(crate) fn to_data(&self) -> crate::journal::ExpectData {
-        use crate::journal::ExpectData;
-        match (self.order, self.repeated) {
-            (Some(order), _) => ExpectData::List(order.iter().map(|t| t.name().to_owned()).collect()),
-            (None, Some(ty)) => ExpectData::Repeat(ty.name().to_owned(), self.counts.first().map_or(0, |c| c.1)),
-            (None, None) => ExpectData::List(Vec::new()),
-        }
     }
 }
 

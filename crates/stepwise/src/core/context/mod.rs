@@ -1,19 +1,24 @@
 //! The [`Context`] a step sees: send events, collect fan-in sets, publish to
 //! the stream, and know which run, step and worker it is.
 
+pub(crate) mod collect;
+pub(crate) mod host;
+pub(crate) mod wait;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::collect::{CollectSet, Expectation};
-use crate::error::{SendError, WaitError};
-use crate::event::{AnyEvent, Event, EventType, ToAnyEvent};
-use crate::reducer::RetryInfo;
-use crate::reducer::{InvocationId, StepIdx};
-use crate::run::RunShared;
-use crate::state::StateStore;
-use crate::wait::WaitFor;
+use crate::core::context::collect::{CollectSet, Expectation};
+use crate::core::context::wait::WaitFor;
+use crate::core::error::{SendError, WaitError};
+use crate::core::event::{AnyEvent, Event, EventType, ToAnyEvent};
+use crate::core::ids::RetryInfo;
+use crate::core::ids::{InvocationId, StepIdx};
+use crate::core::state::StateStore;
+
+use host::StepHost;
 
 /// The buffer used when a collect call names none.
 const DEFAULT_BUFFER: &str = "default";
@@ -22,14 +27,15 @@ const DEFAULT_BUFFER: &str = "default";
 /// step may hand it to tasks it spawns.
 #[derive(Clone)]
 pub struct Context {
-    run: Arc<RunShared>,
+    /// The run, behind the port (see [`host`]).
+    run: Arc<dyn StepHost>,
     step: StepIdx,
     worker: u32,
     invocation: InvocationId,
 }
 
 impl Context {
-    pub(crate) fn new(run: Arc<RunShared>, step: StepIdx, worker: u32, invocation: InvocationId) -> Self {
+    pub(crate) fn new(run: Arc<dyn StepHost>, step: StepIdx, worker: u32, invocation: InvocationId) -> Self {
         Context {
             run,
             step,
@@ -40,17 +46,17 @@ impl Context {
 
     /// The run's id.
     pub fn run_id(&self) -> &str {
-        &self.run.run_id
+        self.run.run_id()
     }
 
     /// The workflow's name.
     pub fn workflow_name(&self) -> &str {
-        &self.run.workflow.name
+        self.run.workflow_name()
     }
 
     /// The name of the step this invocation belongs to.
     pub fn step_name(&self) -> &str {
-        self.run.workflow.steps[self.step].name()
+        self.run.step_name(self.step)
     }
 
     /// The worker slot (0 ≤ id < `num_workers`) this invocation runs on.
@@ -64,14 +70,14 @@ impl Context {
     /// the run has ended.
     pub fn send_event<E: Event>(&self, event: E) {
         // The only possible error is "run ended", which a step cannot act on.
-        let _ = self.run.send(AnyEvent::new(event), None, Some(self.invocation));
+        let _ = self.run.send(AnyEvent::new(event), None, self.invocation);
     }
 
     /// Sends `event` to the step named `step` only.
     ///
     /// Fails, naming both, when the step does not exist or does not accept `E`.
     pub fn send_event_to<E: Event>(&self, step: &str, event: E) -> Result<(), SendError> {
-        match self.run.send(AnyEvent::new(event), Some(step), Some(self.invocation)) {
+        match self.run.send(AnyEvent::new(event), Some(step), self.invocation) {
             Err(SendError::RunEnded { .. }) => Ok(()),
             other => other,
         }
@@ -79,7 +85,7 @@ impl Context {
 
     /// Sends an already type-erased event (see [`Context::send_event`]).
     pub fn send_any(&self, event: AnyEvent) {
-        let _ = self.run.send(event, None, Some(self.invocation));
+        let _ = self.run.send(event, None, self.invocation);
     }
 
     /// Publishes `event` to the run's stream (it is not routed to steps).
@@ -91,7 +97,7 @@ impl Context {
     /// else, or memory grows with what the reader has not read yet.
     pub fn write_event_to_stream<E: Event>(&self, event: E) -> StreamWrite<'_> {
         self.run.write_to_stream(self.invocation, AnyEvent::new(event));
-        StreamWrite { run: &self.run }
+        StreamWrite { run: &*self.run }
     }
 
     /// The run's state, shared by all steps: typed
@@ -143,7 +149,7 @@ impl Context {
         self.check_declared(&spec)?;
         let (key, receiver) = self.run.add_waiter(self.invocation, spec)?;
         let mut withdraw = WithdrawOnDrop {
-            run: &self.run,
+            run: &*self.run,
             key: Some(key),
         };
         let received = receiver.await;
@@ -158,12 +164,11 @@ impl Context {
     }
 
     /// A wait whose types the registry lacks could be run but never read back.
-    fn check_declared(&self, spec: &crate::reducer::WaiterSpec) -> Result<(), WaitError> {
-        let workflow = &self.run.workflow;
-        let known = |ty: EventType| workflow.registry.get(ty.name()) == Some(&ty);
+    fn check_declared(&self, spec: &crate::core::context::wait::WaiterSpec) -> Result<(), WaitError> {
+        let known = |ty: EventType| self.run.knows_event(ty);
         if !known(spec.ty) {
             return Err(WaitError::UndeclaredEvent {
-                workflow: workflow.name.clone(),
+                workflow: self.run.workflow_name().to_owned(),
                 step: self.step_name().to_owned(),
                 event: spec.ty.name(),
             });
@@ -171,7 +176,7 @@ impl Context {
         if let Some(publish) = &spec.publish {
             if !known(publish.event_type()) {
                 return Err(WaitError::UndeclaredPublish {
-                    workflow: workflow.name.clone(),
+                    workflow: self.run.workflow_name().to_owned(),
                     step: self.step_name().to_owned(),
                     event: publish.name().to_owned(),
                 });
@@ -226,7 +231,7 @@ impl Context {
 
 /// Withdraws a waiter whose `wait_for_event` future is dropped unanswered.
 struct WithdrawOnDrop<'a> {
-    run: &'a RunShared,
+    run: &'a dyn StepHost,
     key: Option<u64>,
 }
 
@@ -241,7 +246,7 @@ impl Drop for WithdrawOnDrop<'_> {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("run_id", &self.run.run_id)
+            .field("run_id", &self.run.run_id())
             .field("step", &self.step_name())
             .field("worker", &self.worker)
             .finish()
@@ -252,12 +257,14 @@ impl std::fmt::Debug for Context {
 /// written; awaiting this waits until the stream's buffer has room (at once
 /// when it has, or when nobody reads the stream).
 pub struct StreamWrite<'a> {
-    run: &'a RunShared,
+    run: &'a dyn StepHost,
 }
 
 impl std::fmt::Debug for StreamWrite<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamWrite").field("run_id", &self.run.run_id).finish()
+        f.debug_struct("StreamWrite")
+            .field("run_id", &self.run.run_id())
+            .finish()
     }
 }
 

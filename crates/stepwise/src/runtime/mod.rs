@@ -22,20 +22,25 @@ use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
 use futures_util::task::AtomicWaker;
 use tracing::Instrument;
 
-use crate::context::Context;
-use crate::durable::{Confirm, Journal, JournalError, RunJournal, WriterMsg};
-use crate::error::{EventError, RunError, SendError, StepError, StreamError, WaitError};
-use crate::event::{AnyEvent, Event};
-use crate::journal::{self, TickData};
-use crate::reducer::Effect;
-use crate::reducer::{
+use crate::core::codec::snapshot::{build_snapshot, Snapshot};
+use crate::core::context::host::{StepHost, WaitAnswer};
+use crate::core::context::Context;
+use crate::core::define::step::{Emitted, StepFuture};
+use crate::core::define::workflow::{Workflow, WorkflowCore};
+use crate::core::error::{EventError, SendError, StepError, WaitError};
+use crate::core::event::{AnyEvent, Event, EventType};
+use crate::core::ids::RunStatus;
+use crate::core::reducer::Effect;
+use crate::core::reducer::{
     Command, InvocationId, Outcome, RetryInfo, RunState, StartWorker, StepIdx, Tick, Timer, WaiterSpec,
 };
-use crate::snapshot::Snapshot;
-use crate::state::{StateError, StateStore};
-use crate::step::{Emitted, StepFuture};
-use crate::store::{now_ms, RunStatus};
-use crate::workflow::WorkflowCore;
+use crate::core::state::{StateError, StateStore};
+
+pub(crate) mod error;
+pub(crate) mod recorder;
+
+pub use error::{RunError, StreamError};
+use recorder::{Claimed, EffectPolicy, JournalError, Recorder, RecorderSource};
 
 /// Per-run options.
 #[derive(Clone, Debug, Default)]
@@ -43,7 +48,8 @@ pub struct RunOptions {
     run_id: Option<String>,
     internal_events: bool,
     state: Option<StateStore>,
-    journal: Option<Journal>,
+    /// Where the run's recorder comes from (a journal; see `durable`).
+    pub(crate) recorder: Option<Arc<dyn RecorderSource>>,
     allow_changed_definition: bool,
     stream_buffer: Option<usize>,
 }
@@ -84,13 +90,6 @@ impl RunOptions {
         self
     }
 
-    /// Journals the run: every tick, published event and state change is
-    /// written to `journal`, and the run can be resumed after a crash.
-    pub fn journal(mut self, journal: &Journal) -> Self {
-        self.journal = Some(journal.clone());
-        self
-    }
-
     /// How many published events the run keeps for a reader that is behind
     /// ([`DEFAULT_STREAM_BUFFER`] unless set; at least 1). Once a taken stream
     /// holds that many unread events the run's steps are paused (they are not
@@ -116,9 +115,25 @@ impl RunOptions {
     pub(crate) fn wants_internal_events(&self) -> bool {
         self.internal_events
     }
+}
 
-    pub(crate) fn journal_ref(&self) -> Option<&Journal> {
-        self.journal.as_ref()
+/// Running a workflow in this process: one driver task per run.
+impl<S: Event, O: Event> Workflow<S, O> {
+    /// Starts a run. Must be called inside a tokio runtime; otherwise the handle
+    /// resolves to [`RunError::NoRuntime`](crate::RunError::NoRuntime).
+    pub fn run(&self, start: S) -> RunHandle<O> {
+        self.run_with(start, RunOptions::default())
+    }
+
+    /// Starts a run with options (run id, internal events).
+    pub fn run_with(&self, start: S, options: RunOptions) -> RunHandle<O> {
+        launch(
+            Arc::clone(&self.core),
+            Begin::Fresh {
+                start: start.into(),
+                options,
+            },
+        )
     }
 }
 
@@ -136,12 +151,12 @@ pub(crate) enum Begin {
         journal_seq: u64,
         published: u64,
         store: StateStore,
-        journal: Option<Journal>,
+        recorder: Option<Arc<dyn RecorderSource>>,
         /// The epoch the journal claimed the run at.
         epoch: u64,
         /// Answered once the run's record is committed (a run resumed from a
         /// snapshot into a journal waits for it before it runs steps).
-        claim: Option<tokio::sync::oneshot::Receiver<Result<(), JournalError>>>,
+        claim: Option<Claimed>,
     },
 }
 
@@ -157,12 +172,13 @@ struct RunCore {
     timers: Vec<(Duration, Timer)>,
     finish: Option<Outcome>,
     waiters: HashMap<u64, WaiterSender>,
-    /// Set for journaled runs.
-    /// Boxed: most runs are not journaled, and every run pays for its core.
-    journal: Option<Box<RunJournal>>,
+    /// Set for recorded (journaled) runs.
+    recorder: Option<Box<dyn Recorder>>,
+    /// When step effects take effect: the recorder's choice.
+    policy: EffectPolicy,
     snapshot_due: bool,
     /// Sends and stream writes of in-flight invocations, applied with their
-    /// result (journaled runs only, so a crash never applies half a step).
+    /// result ([`EffectPolicy::Deferred`] only, so a crash never applies half a step).
     deferred: HashMap<InvocationId, Vec<Effect>>,
     /// How the run ended, once it has.
     ended: Option<RunStatus>,
@@ -178,24 +194,22 @@ impl RunCore {
     /// Records `tick` in the journal (if any) before it is reduced. On error
     /// nothing was written, and the tick must not be reduced as it is.
     fn record_tick(&mut self, tick: &Tick, now: Duration) -> Result<(), serde_json::Error> {
-        if let Some(journal) = self.journal.as_mut() {
-            if journal.append_tick(tick, &self.state, now)? {
+        if let Some(recorder) = self.recorder.as_mut() {
+            if recorder.tick(tick, &self.state, now)? {
                 self.snapshot_due = true;
             }
         }
         Ok(())
     }
 
-    /// Records a tick given as data (waiters, collects) before it is reduced
+    /// Records a wait or a collect (through `record`) before it is reduced
     /// (errors as for [`RunCore::record_tick`]).
     fn record(
         &mut self,
-        tick: impl FnOnce(&RunState) -> TickData<AnyEvent>,
-        now: Duration,
+        record: impl FnOnce(&mut dyn Recorder, &RunState) -> Result<bool, serde_json::Error>,
     ) -> Result<(), serde_json::Error> {
-        if let Some(journal) = self.journal.as_mut() {
-            let data = tick(&self.state);
-            if journal.append(data, now)? {
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            if record(recorder, &self.state)? {
                 self.snapshot_due = true;
             }
         }
@@ -317,8 +331,8 @@ pub(crate) struct RunShared {
     /// Set when the driver has starts or a finish to pick up.
     pending: AtomicBool,
     driver: AtomicWaker,
-    /// The run's journal, for backpressure (journaled runs only).
-    journal: Option<Journal>,
+    /// Where the run's recorder came from, for backpressure (recorded runs only).
+    recorder: Option<Arc<dyn RecorderSource>>,
     /// This run, for callbacks that must not keep it alive.
     this: std::sync::OnceLock<std::sync::Weak<RunShared>>,
     /// The task that times the run out (runs with a timeout only), stopped
@@ -431,10 +445,10 @@ impl RunShared {
             // Nothing of the attempt is applied (or journaled).
             for effect in effects.drain(..) {
                 let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
             }
             if let Ok(emitted) = std::mem::replace(&mut result, Err(error)) {
-                emitted.into_iter().for_each(crate::depth::dispose);
+                emitted.into_iter().for_each(crate::core::depth::dispose);
             }
         }
         let mut tick = Tick::StepDone {
@@ -498,7 +512,7 @@ impl RunShared {
             }
             drop(guard);
             let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
-            crate::depth::dispose(event);
+            crate::core::depth::dispose(event);
             return;
         }
         if core.state.invocation_step(invocation).is_none() {
@@ -524,7 +538,7 @@ impl RunShared {
         if core.state.issue_effect(invocation) {
             return; // applied by this attempt's run before the resume
         }
-        if core.journal.is_some() {
+        if core.policy == EffectPolicy::Deferred {
             // Deferred: no clock read (a step may send millions of events).
             core.deferred.entry(invocation).or_default().push(effect);
             return;
@@ -553,9 +567,9 @@ impl RunShared {
         let now = self.now();
         let published = lock(&self.outbox).published;
         let core = lock(&self.core);
-        let seq = core.journal.as_ref().map_or(0, |j| j.seq);
+        let seq = core.recorder.as_ref().map_or(0, |r| r.seq());
         let status = core.ended.unwrap_or(RunStatus::Running);
-        crate::durable::build_snapshot(
+        build_snapshot(
             &self.workflow,
             &self.run_id,
             &core.state,
@@ -571,8 +585,8 @@ impl RunShared {
     pub(crate) fn state(&self) -> &StateStore {
         self.state.get_or_init(|| {
             let store = (self.workflow.state.fresh)();
-            // A journaled run journals every change of its state.
-            if self.journal.is_some() {
+            // A recorded run records every change of its state.
+            if self.recorder.is_some() {
                 store.observe(Some(self.state_observer()));
             }
             store
@@ -583,15 +597,14 @@ impl RunShared {
     /// order with its ticks: an edit a step makes is committed no later than
     /// that step's result (in the same commit or an earlier one), so a
     /// finished step's edits are never lost.
-    fn state_observer(&self) -> crate::state::StateObserver {
+    fn state_observer(&self) -> crate::core::state::StateObserver {
         let this = self.this.get().cloned().unwrap_or_default();
         Arc::new(move |json: String| {
             let Some(shared) = this.upgrade() else { return };
             let mut core = lock(&shared.core);
-            if let Some(journal) = core.journal.as_mut() {
-                let run = Arc::clone(&journal.run_id);
-                journal.queue(WriterMsg::State { run, json });
-                journal.commit();
+            if let Some(recorder) = core.recorder.as_mut() {
+                recorder.state_changed(json);
+                recorder.commit();
             }
         })
     }
@@ -651,12 +664,12 @@ impl RunShared {
             core.poisoned.mark(invocation, StepError::new(rejected.clone()));
             drop(guard);
             if let Some(event) = spec.publish {
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
             }
             return Err(WaitError::EventRejected(rejected));
         }
         let effects = core.deferred.remove(&invocation).unwrap_or_default();
-        if let Err(error) = core.record(|state| journal::record_waiter(invocation, &spec, &effects, state), now) {
+        if let Err(error) = core.record(|recorder, state| recorder.waiter(invocation, &spec, &effects, state, now)) {
             // Not journaled, not applied; the invocation fails when it ends.
             let rejected = not_serializable(
                 &self.run_id,
@@ -693,7 +706,7 @@ impl RunShared {
         invocation: InvocationId,
         buffer: &str,
         event: AnyEvent,
-        expect: &crate::collect::Expectation<'_>,
+        expect: &crate::core::context::collect::Expectation<'_>,
     ) -> Option<Vec<AnyEvent>> {
         if expect.is_empty() {
             return Some(Vec::new());
@@ -711,10 +724,10 @@ impl RunShared {
         if let Some(rejected) = too_deep(&self.run_id, || guard.step_name(invocation), &event) {
             guard.poisoned.mark(invocation, StepError::new(rejected));
             drop(guard);
-            crate::depth::dispose(event);
+            crate::core::depth::dispose(event);
             return None;
         }
-        if let Err(error) = guard.record(|_| journal::record_collect(invocation, buffer, &event, expect), now) {
+        if let Err(error) = guard.record(|recorder, _| recorder.collect(invocation, buffer, &event, expect, now)) {
             // Not journaled, not buffered; the invocation fails when it ends.
             let rejected = not_serializable(&self.run_id, guard.step_name(invocation), [&event], &error);
             guard.poisoned.mark(invocation, StepError::new(rejected));
@@ -722,8 +735,8 @@ impl RunShared {
         }
         let set = guard.state.collect(invocation, buffer, event, expect);
         self.maybe_snapshot(&mut guard, now);
-        if let Some(journal) = guard.journal.as_mut() {
-            journal.commit();
+        if let Some(recorder) = guard.recorder.as_mut() {
+            recorder.commit();
         }
         set
     }
@@ -734,8 +747,8 @@ impl RunShared {
             return;
         }
         let published = lock(&self.outbox).published;
-        if let Some(journal) = core.journal.as_mut() {
-            journal.snapshot(&self.workflow, &core.state, now, published);
+        if let Some(recorder) = core.recorder.as_mut() {
+            recorder.snapshot(&self.workflow, &core.state, now, published);
         }
     }
 
@@ -747,9 +760,9 @@ impl RunShared {
         let mut held = Vec::new();
         for command in core.commands.drain(..) {
             match command {
-                Command::Publish(event) => match core.journal.as_deref_mut() {
-                    Some(journal) => {
-                        self.number(&event, journal);
+                Command::Publish(event) => match core.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        self.number(&event, recorder);
                         held.push(event);
                     }
                     None => self.publish(event),
@@ -783,10 +796,10 @@ impl RunShared {
                         Outcome::Failed { .. } | Outcome::TimedOut { .. } => RunStatus::Failed,
                     });
                     // The final status is committed with the tick that ended the run.
-                    if let Some(journal) = core.journal.as_mut() {
+                    if let Some(recorder) = core.recorder.as_mut() {
                         let result = outcome_result(&self.workflow, &self.run_id, outcome.clone());
                         let (status, stop, error) = ended_status(&result);
-                        journal.status(status, stop, error);
+                        recorder.status(status, stop, error);
                     }
                     core.finish = Some(outcome);
                     handoff = true;
@@ -794,8 +807,8 @@ impl RunShared {
             }
         }
         self.maybe_snapshot(core, now);
-        if let Some(journal) = core.journal.as_mut() {
-            journal.commit();
+        if let Some(recorder) = core.recorder.as_mut() {
+            recorder.commit();
         }
         for event in held {
             self.deliver(event);
@@ -814,11 +827,11 @@ impl RunShared {
 
     /// Gives `event` the run's next stream sequence number and records it in
     /// the journal; [`RunShared::deliver`] puts it on the stream later.
-    fn number(&self, event: &AnyEvent, journal: &mut RunJournal) {
+    fn number(&self, event: &AnyEvent, recorder: &mut dyn Recorder) {
         let mut outbox = lock(&self.outbox);
         let seq = outbox.published;
         outbox.published += 1;
-        journal.published(seq, event);
+        recorder.published(seq, event);
     }
 
     /// Puts an already numbered event on the stream.
@@ -839,7 +852,7 @@ impl RunShared {
         };
         if origin.is_none() {
             if let Some(rejected) = too_deep(&self.run_id, || None, &event) {
-                crate::depth::dispose(event);
+                crate::core::depth::dispose(event);
                 return Err(SendError::Rejected(rejected));
             }
         }
@@ -966,6 +979,64 @@ impl RunShared {
     }
 }
 
+/// The in-process host of a run's step invocations: each call takes the
+/// run's lock and reduces its tick at once.
+impl StepHost for RunShared {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn workflow_name(&self) -> &str {
+        &self.workflow.name
+    }
+
+    fn step_name(&self, step: usize) -> &str {
+        self.workflow.steps[step].name()
+    }
+
+    fn knows_event(&self, ty: EventType) -> bool {
+        self.workflow.registry.get(ty.name()) == Some(&ty)
+    }
+
+    fn send(&self, event: AnyEvent, target: Option<&str>, from: InvocationId) -> Result<(), SendError> {
+        RunShared::send(self, event, target, Some(from))
+    }
+
+    fn write_to_stream(&self, from: InvocationId, event: AnyEvent) {
+        RunShared::write_to_stream(self, from, event);
+    }
+
+    fn poll_room(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        RunShared::poll_room(self, cx)
+    }
+
+    fn state(&self) -> &StateStore {
+        RunShared::state(self)
+    }
+
+    fn retry_info(&self, invocation: InvocationId) -> Option<RetryInfo> {
+        RunShared::retry_info(self, invocation)
+    }
+
+    fn add_waiter(&self, invocation: InvocationId, spec: WaiterSpec) -> Result<(u64, WaitAnswer), WaitError> {
+        RunShared::add_waiter(self, invocation, spec)
+    }
+
+    fn withdraw_waiter(&self, key: u64) {
+        RunShared::withdraw_waiter(self, key);
+    }
+
+    fn collect(
+        &self,
+        invocation: InvocationId,
+        buffer: &str,
+        event: AnyEvent,
+        expect: &crate::core::context::collect::Expectation<'_>,
+    ) -> Option<Vec<AnyEvent>> {
+        RunShared::collect(self, invocation, buffer, event, expect)
+    }
+}
+
 /// A new run id: 7 base62 characters of the wall-clock millisecond, then 9
 /// random ones (16 in all). Ids sort by creation time, so a store's indexes
 /// keyed by run id grow at one end instead of at random places (which is
@@ -1026,18 +1097,18 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     let mut rejected = None;
     // Set when the caller's run id is refused (the run is not journaled).
     let mut invalid_id = None;
-    let (run_id, reducer, store, journal, published, started, first) = match begin {
+    let (run_id, reducer, store, source, recorder, published, started, first) = match begin {
         Begin::Fresh { start, mut options } => {
             stream_buffer = options.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER);
             if let Some(Err(reason)) = options.run_id.as_deref().map(crate::check_run_id) {
-                options.journal = None;
+                options.recorder = None;
                 invalid_id = Some(reason);
             }
             let explicit_id = options.run_id.is_some();
             let run_id: Arc<str> = options.run_id.take().unwrap_or_else(generate_run_id).into();
-            rejected = check_start(&run_id, &start, options.journal.is_some());
+            rejected = check_start(&run_id, &start, options.recorder.is_some());
             if rejected.is_some() {
-                options.journal = None; // nothing is stored of a refused run
+                options.recorder = None; // nothing is stored of a refused run
             }
             let reducer = RunState::new(Arc::clone(&workflow), Arc::clone(&run_id), options.internal_events);
             // The state store is made on first use unless the caller gave
@@ -1047,37 +1118,28 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             // process, too): such a run waits until its record — its claim of
             // the id — is committed before any step runs. A generated id is
             // new by construction and does not wait.
-            let journal = options.journal.and_then(|journal| {
-                let Some(mut run) = RunJournal::new(journal, Arc::clone(&run_id), 0, 1) else {
+            let source = options.recorder;
+            let recorder = source.as_ref().and_then(|source| {
+                // A fresh state is not recorded: a resume without a stored
+                // state starts from a fresh one, which is the same thing.
+                let json = store.as_ref().and_then(StateStore::try_json);
+                let Some((recorder, confirmed)) = source.start(&run_id, &workflow, json, explicit_id) else {
                     duplicate = true;
                     return None;
                 };
-                let confirm: Option<Confirm> = explicit_id.then(|| {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    claim = Some(rx);
-                    tx
-                });
-                // Committed together with the start event's entry.
-                run.queue(WriterMsg::Started {
-                    run: Arc::clone(&run_id),
-                    workflow: Arc::clone(&workflow),
-                    at_ms: now_ms(),
-                    confirm,
-                });
-                if explicit_id {
-                    run.journal.hurry();
-                }
-                // A fresh state is not written: a resume without a stored
-                // state starts from a fresh one, which is the same thing.
-                if let Some(json) = store.as_ref().and_then(StateStore::try_json) {
-                    run.queue(WriterMsg::State {
-                        run: Arc::clone(&run_id),
-                        json,
-                    });
-                }
-                Some(Box::new(run))
+                claim = confirmed;
+                Some(recorder)
             });
-            (run_id, reducer, store, journal, 0, now, FirstTick::Start(start))
+            (
+                run_id,
+                reducer,
+                store,
+                source,
+                recorder,
+                0,
+                now,
+                FirstTick::Start(start),
+            )
         }
         Begin::Resume {
             run_id,
@@ -1086,15 +1148,15 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             journal_seq,
             published,
             store,
-            journal,
+            recorder: source,
             epoch,
             claim: confirmed,
         } => {
             claim = confirmed;
-            let journal = journal.and_then(|j| {
-                let run = RunJournal::new(j, Arc::clone(&run_id), journal_seq, epoch);
-                duplicate |= run.is_none();
-                run.map(Box::new)
+            let recorder = source.as_ref().and_then(|source| {
+                let recorder = source.resume(&run_id, journal_seq, epoch);
+                duplicate |= recorder.is_none();
+                recorder
             });
             // The clock goes on from the last journaled tick.
             let started = now.checked_sub(at).unwrap_or(now);
@@ -1102,14 +1164,15 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 run_id,
                 *state,
                 Some(store),
-                journal,
+                source,
+                recorder,
                 published,
                 started,
                 FirstTick::Resume,
             )
         }
     };
-    let journal_handle = journal.as_ref().map(|j| j.journal.clone());
+    let policy = recorder.as_ref().map_or(EffectPolicy::Immediate, |r| r.policy());
     let state_ok = store.as_ref().is_none_or(|s| s.type_id() == workflow.state.type_id);
     let state = std::sync::OnceLock::new();
     if let Some(store) = store {
@@ -1125,7 +1188,8 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
             timers: Vec::new(),
             finish: None,
             waiters: HashMap::new(),
-            journal,
+            recorder,
+            policy,
             snapshot_due: false,
             deferred: HashMap::new(),
             ended: None,
@@ -1135,7 +1199,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         outbox: Mutex::new(Outbox::new(published, stream_buffer)),
         pending: AtomicBool::new(false),
         driver: AtomicWaker::new(),
-        journal: journal_handle,
+        recorder: source,
         this: std::sync::OnceLock::new(),
         watchdog: std::sync::OnceLock::new(),
         stepping: AtomicBool::new(false),
@@ -1146,13 +1210,13 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         state,
     });
     let _ = shared.this.set(Arc::downgrade(&shared));
-    if shared.journal.is_some() {
+    if shared.recorder.is_some() {
         if let Some(store) = shared.state.get() {
             store.observe(Some(shared.state_observer()));
         }
         let this = Arc::downgrade(&shared);
-        if let Some(journal) = lock(&shared.core).journal.as_ref() {
-            journal.on_fault(Box::new(move |error| {
+        if let Some(recorder) = lock(&shared.core).recorder.as_ref() {
+            recorder.on_fault(Box::new(move |error| {
                 if let Some(shared) = this.upgrade() {
                     shared.journal_failed(error);
                 }
@@ -1184,7 +1248,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     };
     if let Some(error) = refused {
         if let FirstTick::Start(start) = first {
-            crate::depth::dispose(start);
+            crate::core::depth::dispose(start);
         }
         shared.close(Err(error));
         return RunHandle {
@@ -1429,9 +1493,9 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
         }
         // Backpressure: while the journal is too far behind, the run's steps
         // are not polled (they wait for the store, not the other way round).
-        if let Some(journal) = &shared.journal {
-            if journal.backlogged() {
-                journal.drained().await;
+        if let Some(source) = &shared.recorder {
+            if source.backlogged() {
+                source.drained().await;
             }
         }
         for (due, timer) in armed.drain(..) {
@@ -1495,9 +1559,6 @@ async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
     }
 }
 
-/// Answered when a run's claim of its id is committed.
-type Claimed = tokio::sync::oneshot::Receiver<Result<(), JournalError>>;
-
 /// Ends a run its journal refused before any step ran.
 fn end_by_journal(shared: &RunShared, error: JournalError) {
     lock(&shared.core).waiters.clear();
@@ -1556,7 +1617,12 @@ fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
         worker = start.worker,
         event = start.event.name()
     );
-    let ctx = Context::new(Arc::clone(shared), start.step, start.worker, start.invocation);
+    let ctx = Context::new(
+        Arc::clone(shared) as Arc<dyn StepHost>,
+        start.step,
+        start.worker,
+        start.invocation,
+    );
     // A handler may panic before it returns its future (a plain closure doing
     // work before its `async` block): that fails the step like a panic inside it.
     let future = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.handler)(ctx, start.event))) {
