@@ -285,15 +285,41 @@ async fn create_new(path: &Path, options: SqliteConnectOptions) -> Result<(), St
 /// A pool of one connection, opened now and kept open. One: SQLite has one
 /// writer anyway, and an in-memory database exists per connection. Kept
 /// open: SQLite removes the write-ahead log when its last connection closes.
+///
+/// Opening can find the file locked by another process setting it up (the
+/// pragmas run on connect, and switching to WAL mode does not always wait
+/// for the busy timeout): retried for a while, like a busy commit.
 async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(options)
-        .await
-        .map_err(|e| StoreError::Open(e.to_string()))
+    let connect = || {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+    };
+    let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match connect().await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if is_locked(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(StoreError::Open(e.to_string())),
+        }
+    }
+}
+
+/// How long opening waits for a database another process holds locked.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
+fn is_locked(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    let code = code.as_deref().and_then(|c| c.parse::<i64>().ok());
+    matches!(code.map(|c| c & 0xff), Some(5 | 6))
 }
 
 fn db(e: sqlx::Error) -> StoreError {
