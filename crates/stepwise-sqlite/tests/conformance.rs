@@ -16,11 +16,21 @@ mod file {
     stepwise_store_tests::store_conformance!(|| async { SqliteStore::open(fresh_path()).await.unwrap() });
 }
 
-/// A new file under cargo's per-target temporary directory (kept for
-/// inspection after a failure; `cargo clean` removes it).
+/// A new file under cargo's per-target temporary directory, kept after the
+/// run for inspection; an earlier run's files are removed by the next one.
 fn fresh_path() -> std::path::PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("conformance-{}", std::process::id()));
+    static CLEAN: std::sync::Once = std::sync::Once::new();
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join(format!("conformance-{}", std::process::id()));
+    CLEAN.call_once(|| {
+        for old in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = old.file_name().to_string_lossy().into_owned();
+            if name.starts_with("conformance-") && old.path() != dir {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+    });
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
