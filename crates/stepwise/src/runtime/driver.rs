@@ -72,6 +72,45 @@ pub(super) struct StepFinished {
     pub(super) result: Result<Emitted, StepError>,
 }
 
+/// The run's in-flight step invocations. A run mostly has one at a time (a
+/// chain of steps): that one is polled in place with the driver's own waker,
+/// with no allocation; only when several run at once do the others go into a
+/// `FuturesUnordered` (made on first use: it allocates), which gives each its
+/// own waker so that only the ready ones are polled.
+#[derive(Default)]
+struct Running {
+    single: Option<StepTask>,
+    many: Option<FuturesUnordered<StepTask>>,
+}
+
+impl Running {
+    fn push(&mut self, task: StepTask) {
+        if self.single.is_none() && self.many.as_ref().is_none_or(FuturesUnordered::is_empty) {
+            self.single = Some(task);
+        } else {
+            self.many.get_or_insert_with(FuturesUnordered::new).push(task);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.single.is_none() && self.many.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next finished invocation, if one is ready.
+    fn poll_next(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<StepFinished>> {
+        if let Some(task) = self.single.as_mut() {
+            if let Poll::Ready(finished) = Pin::new(task).poll(cx) {
+                self.single = None;
+                return Poll::Ready(Some(finished));
+            }
+        }
+        match self.many.as_mut() {
+            Some(many) if !many.is_empty() => many.poll_next_unpin(cx),
+            _ => Poll::Pending,
+        }
+    }
+}
+
 pub(super) enum Wake {
     StepDone(StepFinished),
     Handoff,
@@ -128,7 +167,7 @@ pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             return;
         }
     }
-    let mut running: FuturesUnordered<StepTask> = FuturesUnordered::new();
+    let mut running = Running::default();
     let mut starts: Vec<StartWorker> = Vec::with_capacity(1);
     let mut timers = Timers::new(shared.started);
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
@@ -183,7 +222,7 @@ pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             }
             if !running.is_empty() && !shared.stream_full.load(Ordering::Acquire) {
                 shared.stepping.store(true, Ordering::Release);
-                let polled = running.poll_next_unpin(cx);
+                let polled = running.poll_next(cx);
                 shared.stepping.store(false, Ordering::Release);
                 if let Poll::Ready(Some(finished)) = polled {
                     return Poll::Ready(Wake::StepDone(finished));
