@@ -19,8 +19,11 @@ use common::durable::*;
 
 #[test]
 fn journaled_steps_can_send_or_write_then_wait() {
-    // A journaled run holds a step's sends and stream writes until the step
-    // ends — but applies them when it starts to wait, or these would deadlock.
+    // A journaled run holds a step's sends until the step ends — but applies
+    // them when it starts to wait, or the first flow would deadlock. Stream
+    // writes are applied as they are made (live progress): the request below
+    // may reach the reader before the wait starts, so the answer is sent once
+    // the run is idle (its step waits). `WaitFor::publish` avoids that gap.
     #[derive(Clone, Debug, Serialize, Deserialize)]
     struct Question(u64);
     impl Event for Question {
@@ -70,7 +73,7 @@ fn journaled_steps_can_send_or_write_then_wait() {
 
         let handle = write_then_wait.run_journaled(StartEvent::new(), &journal, RunOptions::new());
         let mut stream = handle.stream_events().unwrap();
-        read_until(&handle, &mut stream, |e| e.is::<InputRequiredEvent>()).await;
+        read_until(&handle, &mut stream, |e| e.is::<stepwise::WorkflowIdle>()).await;
         handle.send_event(HumanResponseEvent::new("ada")).unwrap();
         let run_id = handle.run_id().to_owned();
         assert_eq!(finish(handle).await.unwrap().result, "ada");

@@ -309,13 +309,20 @@ impl Drop for AbortOnDrop {
 
 pub(super) fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask {
     let step = &shared.workflow.steps[start.step];
-    let span = tracing::info_span!(
-        "stepwise.step",
-        run_id = %shared.run_id,
-        step = %step.name(),
-        worker = start.worker,
-        event = start.event.name()
-    );
+    // Made only when a subscriber listens at INFO: otherwise (and with
+    // tracing's `log` feature, which a dependency may turn on) even a
+    // disabled span costs several calls per step.
+    let span = if tracing::level_enabled!(tracing::Level::INFO) {
+        tracing::info_span!(
+            "stepwise.step",
+            run_id = %shared.run_id,
+            step = %step.name(),
+            worker = start.worker,
+            event = start.event.name()
+        )
+    } else {
+        tracing::Span::none()
+    };
     let ctx = Context::new(
         Arc::clone(shared) as Arc<dyn StepHost>,
         start.step,

@@ -256,7 +256,12 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let span = tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id);
+            // As for steps' spans: none unless a subscriber listens at INFO.
+            let span = if tracing::level_enabled!(tracing::Level::INFO) {
+                tracing::info_span!("stepwise.run", workflow = %shared.workflow.name, run_id = %shared.run_id)
+            } else {
+                tracing::Span::none()
+            };
             // The first tick is reduced before the handle is returned, so that
             // events the caller sends at once come after it (a resumed run
             // must rewind its in-flight work before anything new starts).
