@@ -194,9 +194,9 @@ impl Context {
     /// arrive at the same instant.
     ///
     /// `expected` is a slice, array or `Vec` of [`EventType`]s, read in full
-    /// on every call, or an [`EventList`](crate::EventList), summarised once:
-    /// for a large fan-in build one and share it, so that each call costs
-    /// O(1) instead of O(K).
+    /// on every call, or a shared list, an [`EventList`](crate::EventList) or
+    /// an `Arc<[EventType]>`, summarised once: for a large fan-in build one
+    /// and share it, so that each call costs O(1) instead of O(K).
     pub fn collect_events<L: ExpectedEvents + ?Sized>(
         &self,
         event: &impl ToAnyEvent,
