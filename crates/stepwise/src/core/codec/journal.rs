@@ -234,6 +234,7 @@ pub(crate) enum ExpectData {
 
 /// Why a journal or snapshot could not be read back.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// An event name the workflow's registry does not know.
     #[error("event `{event}` is not known to workflow `{workflow}` (register it with WorkflowBuilder::event)")]
