@@ -165,7 +165,8 @@ pub(crate) type ErasedHandler = Arc<dyn Fn(Context, AnyEvent) -> StepFuture + Se
 /// `R: StepOutput`. `Args` only tells the two shapes apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a step handler",
-    note = "a step handler is `Fn(E) -> impl Future<Output = R>` or `Fn(Context, E) -> impl Future<Output = R>` with an event input `E` and a step output `R`, and must be `Send + Sync + 'static`"
+    note = "a step handler is `Fn(E) -> impl Future<Output = R>` or `Fn(Context, E) -> impl Future<Output = R>` with an event input `E` and a step output `R`, and must be `Send + Sync + 'static`",
+    note = "if `R` is `Result<_, X>`, `X` must be an error: `StepError`, `anyhow::Error` or a type implementing `std::error::Error + Send + Sync + 'static`"
 )]
 pub trait Handler<Args>: Send + Sync + 'static {
     /// The step's input.
