@@ -32,7 +32,10 @@ where
     Fut: std::future::Future<Output = R> + Send + 'static,
     R: stepwise::StepOutput,
 {
-    Workflow::builder("errors").step("only", body).build().expect("valid workflow")
+    Workflow::builder("errors")
+        .step("only", body)
+        .build()
+        .expect("valid workflow")
 }
 
 #[tokio::test]
@@ -84,7 +87,9 @@ async fn a_step_returning_anyhow_result_with_bail_and_context() {
     });
     let err = step_error(wf.run(StartEvent::new()).await.expect_err("context"));
     assert_eq!(err.to_string(), "reading the config");
-    let io = err.downcast_ref::<std::io::Error>().expect("the error under the context");
+    let io = err
+        .downcast_ref::<std::io::Error>()
+        .expect("the error under the context");
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     let chain: Vec<String> = err.as_anyhow().unwrap().chain().map(|e| e.to_string()).collect();
     assert_eq!(chain.len(), 2, "{chain:?}");
@@ -103,7 +108,10 @@ async fn question_mark_on_anyhow_error_in_a_step_returning_step_result() {
     assert_eq!(err.to_string(), "looking up the quota");
     assert_eq!(err.downcast_ref::<QuotaExceeded>(), Some(&QuotaExceeded("beta".into())));
     // The error also reads as `dyn Error` (Deref), with its chain.
-    assert_eq!(err.source().map(|e| e.to_string()).as_deref(), Some("quota exceeded for beta"));
+    assert_eq!(
+        err.source().map(|e| e.to_string()).as_deref(),
+        Some("quota exceeded for beta")
+    );
 }
 
 #[tokio::test]

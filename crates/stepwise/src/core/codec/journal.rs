@@ -481,7 +481,10 @@ impl Decoder<'_> {
                 let event = self.event(event)?;
                 let expect = match expect {
                     ExpectData::List(names) => Expectation::List(Cow::Owned(ListSummary::of(
-                        names.iter().map(|n| self.event_type(n)).collect::<Result<Vec<_>, _>>()?,
+                        names
+                            .iter()
+                            .map(|n| self.event_type(n))
+                            .collect::<Result<Vec<_>, _>>()?,
                     ))),
                     ExpectData::Runs(runs) => Expectation::List(Cow::Owned(ListSummary::from_runs(
                         runs.iter()

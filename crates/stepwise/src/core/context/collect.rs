@@ -506,6 +506,9 @@ mod tests {
         buf.restore(vec![AnyEvent::new(A(1)), AnyEvent::new(B(2)), AnyEvent::new(A(3))]);
         let set = buf.offer(AnyEvent::new(B(7)), &expect).unwrap();
         assert_eq!(names(&set), ["A(1)", "B(2)", "A(3)"]);
-        assert_eq!(names(&buf.by_type.iter().flat_map(|(_, q)| q.clone()).collect::<Vec<_>>()), ["A(9)"]);
+        assert_eq!(
+            names(&buf.by_type.iter().flat_map(|(_, q)| q.clone()).collect::<Vec<_>>()),
+            ["A(9)"]
+        );
     }
 }
