@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use stepwise::store::{
-    Claim, EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, SqliteStore, StoreFuture,
-    WriteBatch,
+    Claim, EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, StoreFuture, WriteBatch,
 };
 use stepwise::{Journal, RunOptions, StartEvent};
 use stepwise_bench::chain;
+use stepwise_sqlite::SqliteStore;
 
 /// A store that keeps nothing: what the journal costs before any store does work.
 struct NullStore;

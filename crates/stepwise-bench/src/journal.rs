@@ -26,8 +26,9 @@
 
 use std::path::PathBuf;
 
-use stepwise::store::{JournalStore, MemoryStore, SqliteStore};
+use stepwise::store::{JournalStore, MemoryStore};
 use stepwise::{Journal, JournalConfig, RunOptions, StartEvent, Workflow};
+use stepwise_sqlite::SqliteStore;
 
 use crate::measure::{self, emit};
 

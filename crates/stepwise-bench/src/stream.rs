@@ -133,7 +133,7 @@ pub fn bench_slow_reader() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("slow.db");
     let (journaled_mib, journaled_s) = measure::run_on(&rt, async move {
-        let store = stepwise::store::SqliteStore::open(&path).await.expect("sqlite store");
+        let store = stepwise_sqlite::SqliteStore::open(&path).await.expect("sqlite store");
         let journal = stepwise::Journal::new(store);
         let wf = crate::self_loop::writing_workflow(k);
         let handle = wf.run_with(StartEvent::new(), stepwise::RunOptions::new().journal(&journal));

@@ -64,7 +64,7 @@ impl Storage {
 /// Opens the SQLite file. Every mention of the SQLite store type is in this
 /// function, so moving the store to another crate changes one line.
 async fn sqlite(path: &Path, read_only_fallback: bool) -> Result<Arc<dyn JournalStore>, StoreError> {
-    use stepwise::store::SqliteStore;
+    use stepwise_sqlite::SqliteStore;
     match SqliteStore::open(path).await {
         Ok(store) => Ok(Arc::new(store)),
         Err(error @ StoreError::NotADatabase { .. }) => Err(error),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stepwise::store::{RunStatus, SqliteStore};
+use stepwise::store::RunStatus;
 use stepwise::{
     Context, Event, EventKind, HumanResponseEvent, InputRequiredEvent, Journal, RunOptions, StartEvent, StepConfig,
     StepError, StopEvent, WaitFor, Workflow, WorkflowBuilder, MAX_EVENT_DEPTH,
 };
 use stepwise_cli::{Cli, Io, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING};
+use stepwise_sqlite::SqliteStore;
 
 // ---------------------------------------------------------------- workflows
 

@@ -156,7 +156,7 @@ async fn demo(cli: &Cli) -> Result<u8, Box<dyn std::error::Error>> {
     println!("\n== drawings");
     println!("every possible flow: {}", flows.display());
     let trace_graph = {
-        let journal = stepwise::Journal::new(stepwise::store::SqliteStore::open(&db).await?);
+        let journal = stepwise::Journal::new(stepwise_sqlite::SqliteStore::open(&db).await?);
         pipeline.trace(&journal, &run_id).await?.graph()
     };
     std::fs::write(&path, trace_graph.draw(DrawFormat::Html))?;

@@ -18,7 +18,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use stepwise::store::{JournalStore, RunStatus, SqliteStore};
+use stepwise::store::{JournalStore, RunStatus};
+use stepwise_sqlite::SqliteStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_crashtest");
 
@@ -67,6 +68,30 @@ impl Stored {
             .collect();
         items.sort_unstable();
         items
+    }
+
+    /// The items of the `work` steps whose results are committed (their
+    /// step_done entries emit `Done`).
+    fn works_done(&self) -> Vec<u64> {
+        fn dones(value: &Value, found: &mut Vec<u64>) {
+            match value {
+                Value::Array(items) if items.len() == 2 && items[0] == "Done" => {
+                    found.extend(items[1]["i"].as_u64());
+                }
+                Value::Object(map) if map.get("type").is_some_and(|t| t == "Done") => {
+                    found.extend(map["value"]["i"].as_u64());
+                }
+                Value::Array(items) => items.iter().for_each(|v| dones(v, found)),
+                Value::Object(map) => map.values().for_each(|v| dones(v, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for entry in self.entries.iter().filter(|e| entry_kind(e) == "step_done") {
+            dones(entry, &mut found);
+        }
+        found.sort_unstable();
+        found
     }
 
     fn step_dones(&self) -> usize {
@@ -214,10 +239,12 @@ fn crash_and_recover(name: &str, marker: &str) {
     // What was committed when the process died.
     let before = read_db(&db, &run_id);
     assert_eq!(before.status, RunStatus::Running);
-    let progress_before = before.progress();
+    let works_before = before.works_done();
     let done_before = before.step_dones();
-    // Each work step's result and its stream event are committed together.
-    let works_done = progress_before.len();
+    // A work step's progress is committed when it is written (live), its
+    // result when it ends: every finished work step has its progress stored.
+    let works_done = works_before.len();
+    assert!(works_before.iter().all(|i| before.progress().contains(i)), "{marker}");
     let gathers_done = done_before - 1 - works_done;
     let starts_before = starts(&side);
     assert_eq!(starts_before["start"], 1);
@@ -258,7 +285,7 @@ fn crash_and_recover(name: &str, marker: &str) {
     for i in 0..5 {
         let key = format!("work {i}");
         let (was, now) = (starts_before.get(&key).copied().unwrap_or(0), starts_after[&key]);
-        if progress_before.contains(&(i as u64)) {
+        if works_before.contains(&(i as u64)) {
             assert_eq!(
                 now, was,
                 "{marker}: work {i} had completed before the kill but ran again"

@@ -38,10 +38,52 @@ pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     // `#[step]` (which would add a misleading second error).
     let marked = take_step_attrs(&mut imp);
     let uses = step_path_uses(&imp.self_ty, &marked);
-    match expand(args, &imp, marked) {
+    match expand(args.clone(), &imp, marked) {
         Ok(definition) => quote!(#imp #uses #definition),
-        Err(err) => with_error(quote!(#imp #uses), err),
+        Err(err) => {
+            let stand_in = stand_in_definition(args, &imp);
+            with_error(quote!(#imp #uses #stand_in), err)
+        }
     }
+}
+
+/// When the steps do not expand, an `impl WorkflowDefinition` with no steps
+/// still stands in, so that the user's `Flow.build()` resolves and the step's
+/// error is the only one (not followed by "no method named `build`"). It
+/// never runs: the compile error stops the build.
+fn stand_in_definition(args: TokenStream, imp: &ItemImpl) -> TokenStream {
+    if check_impl(imp).is_err() {
+        return TokenStream::new();
+    }
+    // Unparsable arguments are reported already; the defaults stand in.
+    let args = WorkflowArgs::parse(args).unwrap_or_default();
+    let self_ty = &imp.self_ty;
+    let (start, stop) = start_stop(&args);
+    let name = args.name.clone().unwrap_or_else(|| default_name(self_ty));
+    quote! {
+        #[automatically_derived]
+        impl ::stepwise::WorkflowDefinition for #self_ty {
+            type Start = #start;
+            type Stop = #stop;
+
+            fn builder(self) -> ::stepwise::WorkflowBuilder<Self::Start, Self::Stop> {
+                ::stepwise::WorkflowBuilder::<Self::Start, Self::Stop>::new(#name)
+            }
+        }
+    }
+}
+
+/// The start and stop types: declared, or the built-in ones.
+fn start_stop(args: &WorkflowArgs) -> (TokenStream, TokenStream) {
+    let start = args
+        .start
+        .as_ref()
+        .map_or_else(|| quote!(::stepwise::StartEvent), ToTokens::to_token_stream);
+    let stop = args
+        .stop
+        .as_ref()
+        .map_or_else(|| quote!(::stepwise::StopEvent), ToTokens::to_token_stream);
+    (start, stop)
 }
 
 /// The item followed by the error, so IDEs still see the user's code.
@@ -274,6 +316,17 @@ fn check_signature(sig: &Signature) -> syn::Result<(bool, &Type)> {
             "a step needs an event parameter, e.g. `async fn step(&self, ev: MyEvent)`",
         )),
         [ev] => Ok((false, check_event_param(ev)?)),
+        [ev, ctx] if is_reference(&ctx.ty) && !is_reference(&ev.ty) => {
+            let (ident, ctx_pat, ctx_ty, ev_pat, ev_ty) = (&sig.ident, &ctx.pat, &ctx.ty, &ev.pat, &ev.ty);
+            let fixed = quote!(async fn #ident(&self, #ctx_pat: #ctx_ty, #ev_pat: #ev_ty)).to_string();
+            Err(syn::Error::new_spanned(
+                quote!(#ev, #ctx),
+                format!(
+                    "step parameters are in the wrong order: the context comes first, then the event: `{}`",
+                    tidy(&fixed)
+                ),
+            ))
+        }
         [ctx, ev] => {
             check_ctx_param(ctx)?;
             Ok((true, check_event_param(ev)?))
@@ -284,6 +337,25 @@ fn check_signature(sig: &Signature) -> syn::Result<(bool, &Type)> {
              `ctx: &Context` and the event",
         )),
     }
+}
+
+fn is_reference(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(_))
+}
+
+/// Token text as a person writes it (`& self` → `&self`, `ctx : & Context` →
+/// `ctx: &Context`).
+fn tidy(tokens: &str) -> String {
+    tokens
+        .replace(" :: ", "::")
+        .replace(" : ", ": ")
+        .replace("& ", "&")
+        .replace(" ,", ",")
+        .replace("( ", "(")
+        .replace(" )", ")")
+        .replace(" (", "(")
+        .replace(" < ", "<")
+        .replace(" >", ">")
 }
 
 /// The engine calls steps with concrete event types only.
@@ -369,14 +441,7 @@ fn check_event_param(ev: &PatType) -> syn::Result<&Type> {
 
 fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStream {
     let self_ty = &imp.self_ty;
-    let start = args
-        .start
-        .as_ref()
-        .map_or_else(|| quote!(::stepwise::StartEvent), ToTokens::to_token_stream);
-    let stop = args
-        .stop
-        .as_ref()
-        .map_or_else(|| quote!(::stepwise::StopEvent), ToTokens::to_token_stream);
+    let (start, stop) = start_stop(args);
     let name = args.name.clone().unwrap_or_else(|| default_name(self_ty));
     let doc = doc_string(&imp.attrs).map(|doc| quote!(.doc(#doc)));
     let state = args

@@ -1,9 +1,11 @@
 //! Durability under faults: one owner per run (claims, fenced commits, dead
-//! owners), a store that fails for a while or for good, a deleted write-ahead
-//! log, state edits across a crash at every commit boundary, and journal
-//! backpressure.
+//! owners), a store that fails for a while or for good, state edits across a
+//! crash at every commit boundary, and journal backpressure. (The faults only
+//! a database file has are in `stepwise-sqlite`'s `tests/faults.rs`.)
 
+mod common;
 mod recording;
+use common::durable::{asking, finish, runtime, slow_chain, until_idle, Tick};
 use recording::Recording;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -12,62 +14,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stepwise::store::{
-    Claim, EntryBatch, JournalStore, MemoryStore, Owner, OwnerLease, PublishedRecord, RunFilter, RunRecord, RunStatus,
-    SqliteStore, StoreError, StoreFuture, WriteBatch,
+    Claim, EntryBatch, JournalStore, MemoryStore, PublishedRecord, RunFilter, RunRecord, RunStatus, StoreError,
+    StoreFuture, WriteBatch,
 };
 use stepwise::{
-    Context, Event, HumanResponseEvent, InputRequiredEvent, Journal, JournalConfig, JournalError, ResumeError,
-    ResumeOptions, RunError, RunOptions, StartEvent, StateStore, StepConfig, StopEvent, StreamExt, Workflow,
-    WorkflowIdle,
+    Context, HumanResponseEvent, Journal, JournalConfig, JournalError, ResumeError, ResumeOptions, RunError,
+    RunOptions, StartEvent, StateStore, StepConfig, StopEvent, Workflow,
 };
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// start → returns an input request; the answer → stop. Counts starts.
-fn asking(starts: &Arc<AtomicU32>) -> Workflow {
-    let starts = Arc::clone(starts);
-    Workflow::builder("asking")
-        .step("ask", move |_: StartEvent| {
-            let starts = Arc::clone(&starts);
-            async move {
-                starts.fetch_add(1, Ordering::SeqCst);
-                InputRequiredEvent::new("go?")
-            }
-        })
-        .step("answer", |ev: HumanResponseEvent| async move {
-            // Slow enough that a refused commit is known before the run ends.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            StopEvent::new(format!("got {}", ev.response))
-        })
-        .build()
-        .unwrap()
-}
-
-async fn until_idle<O: Event>(handle: &stepwise::RunHandle<O>) {
-    let mut stream = handle.stream_events().unwrap();
-    let read = async {
-        while let Some(event) = stream.next().await {
-            if event.is::<WorkflowIdle>() {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read)
-        .await
-        .expect("the run goes idle");
-}
-
-async fn finish<O: Event>(handle: stepwise::RunHandle<O>) -> Result<O, RunError> {
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("the run ends")
-}
 
 // ------------------------------------------------------------ ownership
 
@@ -191,68 +144,6 @@ fn a_dead_runtimes_runs_are_taken_at_once() {
     });
 }
 
-/// A claim of run `d` by a journal on another host whose lease ends at
-/// `until_ms` (only the lease can tell whether such an owner is alive).
-fn foreign_claim(until_ms: i64) -> Claim {
-    Claim {
-        run_id: "d".into(),
-        lease: OwnerLease {
-            owner: Owner {
-                id: "f0reign0journal".into(),
-                host: "another-host.invalid".into(),
-                pid: 4242,
-                started: 1,
-            },
-            until_ms,
-        },
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-#[test]
-fn a_run_held_on_another_host_is_taken_only_once_its_lease_expired() {
-    let dir = std::env::temp_dir().join(format!("stepwise-faults-lease-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("runs.db");
-    let starts = Arc::new(AtomicU32::new(0));
-    let wf = asking(&starts);
-    runtime().block_on(async {
-        let store = SqliteStore::open(&path).await.unwrap();
-        let journal = Journal::new(store.clone());
-        let handle = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal).run_id("d"));
-        until_idle(&handle).await;
-        journal.shutdown().await.unwrap();
-        // Another host's journal takes the run (ours let go) with a live lease.
-        assert_eq!(store.claim(&foreign_claim(now_ms() + 60_000)).await.unwrap(), Some(2));
-    });
-    runtime().block_on(async {
-        let store = SqliteStore::open(&path).await.unwrap();
-        let journal = Journal::new(store.clone());
-        let Err(error) = wf.resume(&journal, "d").await else {
-            panic!("a run under another host's live lease was taken");
-        };
-        assert!(matches!(error, ResumeError::Held { .. }), "{error}");
-        assert!(error.to_string().contains("another-host.invalid"), "{error}");
-        // Its lease runs out (the host died without a word): the run is taken.
-        assert_eq!(store.claim(&foreign_claim(now_ms() - 1)).await.unwrap(), Some(3));
-        let handle = wf.resume(&journal, "d").await.unwrap();
-        let record = store.run("d").await.unwrap().unwrap();
-        assert_eq!(record.epoch, 4);
-        assert_eq!(record.owner.unwrap().owner, *journal.owner());
-        handle.send_event(HumanResponseEvent::new("ok")).unwrap();
-        assert_eq!(finish(handle).await.unwrap().result, "got ok");
-        journal.shutdown().await.unwrap();
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 // ------------------------------------------------------- a failing store
 
 /// A store that fails every write while `failing` is set (transient errors
@@ -299,31 +190,6 @@ impl JournalStore for Flaky {
     fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>> {
         self.inner.claim(claim)
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Tick(u32);
-impl Event for Tick {
-    const NAME: &'static str = "Tick";
-}
-
-/// Ten steps in a row, 50 ms apart.
-fn slow_chain() -> Workflow {
-    Workflow::builder("slow_chain")
-        .step("begin", |_: StartEvent| async { Tick(0) })
-        .step_with(
-            StepConfig::new("tick").emits::<Tick>().emits::<StopEvent>(),
-            |ctx: Context, tick: Tick| async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if tick.0 == 9 {
-                    ctx.send_event(StopEvent::new(tick.0));
-                } else {
-                    ctx.send_event(Tick(tick.0 + 1));
-                }
-            },
-        )
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -405,31 +271,6 @@ fn a_damaged_store_is_given_up_at_once() {
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(journal.flush().await.is_err());
     });
-}
-
-#[test]
-fn deleting_the_write_ahead_log_is_detected_and_reported() {
-    let dir = std::env::temp_dir().join(format!("stepwise-faults-wal-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("runs.db");
-    runtime().block_on(async {
-        let store = SqliteStore::open(&path).await.unwrap();
-        let journal = Journal::new(store.clone());
-        let wf = slow_chain();
-        let before = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal));
-        assert_eq!(finish(before).await.unwrap().result, 9);
-        journal.flush().await.unwrap();
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
-        std::fs::remove_file(&wal).unwrap();
-        let after = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal));
-        let error = finish(after).await.unwrap_err();
-        assert!(error.to_string().contains("write-ahead log"), "{error}");
-        let flushed = journal.flush().await.unwrap_err();
-        assert!(flushed.to_string().contains("write-ahead log"), "{flushed}");
-    });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ------------------------------------------------ state across a crash

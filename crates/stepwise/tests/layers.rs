@@ -212,6 +212,39 @@ fn no_module_imports_from_a_layer_above_its_own() {
     );
 }
 
+/// What `core/` must not use outside its tests: a runtime, I/O, a clock,
+/// printing. (`tokio::sync` is fine: channels, no runtime.)
+const NOT_IN_CORE: [&str; 9] = [
+    "tokio::spawn",
+    "tokio::time",
+    "tokio::runtime",
+    "tokio::task",
+    "Instant::now",
+    "SystemTime",
+    "std::fs",
+    "std::net",
+    "println!",
+];
+
+#[test]
+fn the_core_has_no_runtime_io_or_clock() {
+    let core = src_dir().join("core");
+    let mut files = Vec::new();
+    rust_files(&core, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).expect("readable");
+        // Unit tests at the end of a file may use a runtime.
+        let code = code_of(text.split("#[cfg(test)]").next().unwrap_or_default());
+        for banned in NOT_IN_CORE {
+            if code.contains(banned) {
+                found.push(format!("{}: {banned}", file.strip_prefix(&core).unwrap().display()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "core/ must stay pure:\n{}", found.join("\n"));
+}
+
 #[test]
 fn the_checker_sees_grouped_and_root_paths() {
     let paths = crate_paths(

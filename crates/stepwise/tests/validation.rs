@@ -438,10 +438,29 @@ async fn declared_emits_count_as_production() {
     let undeclared = Workflow::builder("sends")
         .step("start", sends_ping)
         .step("pinged", |ev: Ping| async move { StopEvent::new(ev.0) });
-    let (issues, _) = invalid(undeclared);
+    let (issues, text) = invalid(undeclared);
     assert!(issues.contains(&ValidationIssue::ConsumedNeverProduced {
         events: vec![("Ping".into(), strings(&["pinged"]))]
     }));
+    // The message says what to do: a send that validation cannot see needs `emits`.
+    assert!(
+        text.contains(
+            "events are consumed but never produced: `Ping` (waited for by `pinged`); no step returns or \
+             declares it. A step that sends it with `ctx.send_event` must declare it: \
+             `#[step(emits = [Ping])]` (by hand: `StepConfig::new(..).emits::<Ping>()`)"
+        ),
+        "{text}"
+    );
+    let two = ValidationIssue::ConsumedNeverProduced {
+        events: vec![("A".into(), strings(&["a"])), ("B".into(), strings(&["b"]))],
+    };
+    assert!(
+        two.to_string().ends_with(
+            "no step returns or declares them. A step that sends one with `ctx.send_event` must \
+             declare it: `#[step(emits = [A, B])]` (by hand: `StepConfig::new(..).emits::<A>()`)"
+        ),
+        "{two}"
+    );
 
     let wf = Workflow::builder("sends")
         .step_with(StepConfig::new("start").emits::<Ping>(), sends_ping)

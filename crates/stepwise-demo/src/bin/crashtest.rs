@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stepwise::store::SqliteStore;
 use stepwise::{Context, Event, Journal, RunOptions, StartEvent, StepConfig, StopEvent, Workflow};
+use stepwise_sqlite::SqliteStore;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Work {
@@ -87,7 +87,7 @@ fn workflow(side: PathBuf, base: Duration, journal: Journal) -> Workflow {
                 let journal = journal.clone();
                 async move {
                     log(&side, &format!("work {}", work.i));
-                    // Journaled runs publish this with the step's result.
+                    // Committed and read at once (live progress); a re-run does not repeat it.
                     ctx.write_event_to_stream(Progress { i: work.i });
                     let total = base * (work.i as u32 + 1);
                     tokio::time::sleep(total / 2).await;

@@ -30,6 +30,7 @@
 mod recording;
 mod resume;
 mod run_log;
+pub(crate) mod trace;
 mod writer;
 
 pub use crate::runtime::recorder::JournalError;

@@ -22,7 +22,7 @@ mod layout;
 mod mermaid;
 mod trace;
 
-pub use trace::{RunTrace, TraceError, TraceEvent, TraceOutcome, TraceStep};
+pub use crate::durable::trace::{RunTrace, TraceError, TraceEvent, TraceOutcome, TraceStep};
 
 /// What a node stands for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

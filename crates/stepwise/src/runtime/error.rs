@@ -85,7 +85,7 @@ pub enum RunError {
     },
     /// The run id given in [`RunOptions::run_id`](crate::RunOptions::run_id)
     /// is empty, blank, contains a control character (a newline, a tab…) or
-    /// is longer than [`MAX_RUN_ID_BYTES`]; the run did not start and nothing
+    /// is longer than [`MAX_RUN_ID_BYTES`](crate::MAX_RUN_ID_BYTES); the run did not start and nothing
     /// was journaled.
     #[error("run id {} is not valid: {reason}", shown_run_id(.run_id))]
     InvalidRunId {

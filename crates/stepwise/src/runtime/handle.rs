@@ -118,7 +118,7 @@ impl<O> RunHandle<O> {
     }
 
     /// The run's state store. Pass it to the next run with
-    /// [`RunOptions::state`] to carry the state over.
+    /// [`RunOptions::state`](crate::RunOptions::state) to carry the state over.
     pub fn state(&self) -> &StateStore {
         self.guard.shared.state()
     }

@@ -31,7 +31,7 @@ impl RunOptions {
     /// Uses `run_id` instead of a generated id. An empty or blank id, one
     /// with a control character or one over 255 bytes
     /// ([`check_run_id`](crate::check_run_id)) is refused: the handle
-    /// resolves to [`RunError::InvalidRunId`] and nothing runs or is
+    /// resolves to [`RunError::InvalidRunId`](crate::RunError::InvalidRunId) and nothing runs or is
     /// journaled.
     pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());

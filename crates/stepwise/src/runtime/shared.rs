@@ -328,6 +328,15 @@ impl RunShared {
             return; // applied by this attempt's run before the resume
         }
         if core.policy == EffectPolicy::Deferred {
+            if let Effect::Publish(_) = effect {
+                // A stream write is progress: it reaches readers now, with
+                // the sends made before it (they are applied in order), as
+                // one recorded tick that a re-run does not repeat.
+                let mut effects = core.deferred.remove(&invocation).unwrap_or_default();
+                effects.push(effect);
+                self.apply_early(core, invocation, effects);
+                return;
+            }
             // Deferred: no clock read (a step may send millions of events).
             core.deferred.entry(invocation).or_default().push(effect);
             return;
@@ -343,6 +352,34 @@ impl RunShared {
         };
         core.state.reduce(tick, now, &mut core.commands);
         core.state.mark_applied(invocation, 1);
+        self.execute(core, now);
+    }
+
+    /// Applies `invocation`'s effects so far before it ends (see
+    /// [`Tick::Effects`]). If one does not serialise, nothing of them is
+    /// recorded or applied and the attempt fails when it ends.
+    fn apply_early(&self, core: &mut RunCore, invocation: InvocationId, effects: Vec<Effect>) {
+        let now = self.now();
+        let tick = Tick::Effects { invocation, effects };
+        if let Err(error) = core.record_tick(&tick, now) {
+            let Tick::Effects { effects, .. } = tick else {
+                unreachable!("the tick was built as Effects above")
+            };
+            let rejected = not_serializable(
+                &self.run_id,
+                core.step_name(invocation),
+                effect_events(&effects),
+                &error,
+            );
+            tracing::warn!(run_id = %self.run_id, %rejected, "step attempt fails: an event does not serialise");
+            core.poisoned.mark(invocation, StepError::new(rejected));
+            for effect in effects {
+                let (Effect::Send { event, .. } | Effect::Publish(event)) = effect;
+                crate::core::depth::dispose(event);
+            }
+            return;
+        }
+        core.state.reduce(tick, now, &mut core.commands);
         self.execute(core, now);
     }
 

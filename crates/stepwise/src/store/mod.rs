@@ -1,12 +1,21 @@
 //! Journal stores: where journaled runs keep their records, ticks, published
 //! events, state and snapshots.
 //!
-//! [`MemoryStore`] keeps everything in the process (tests, short-lived jobs);
-//! [`SqliteStore`] keeps it in one SQLite file (WAL mode, no server) and is the
-//! default for anything that must survive a restart. Both implement
-//! [`JournalStore`], which the [`Journal`](crate::Journal) writes through in
-//! batches (group commit).
+//! [`MemoryStore`] keeps everything in the process (tests, short-lived jobs).
+//! Stores that survive a restart live in their own crates, so the engine has
+//! no database dependency: `stepwise_sqlite::SqliteStore` keeps runs in one
+//! SQLite file (WAL mode, no server) and is the embedded default. Every store
+//! implements [`JournalStore`], which the [`Journal`](crate::Journal) writes
+//! through in batches (group commit), and passes the checks of the
+//! `stepwise-store-tests` crate (its docs say how a new store runs them).
+//!
+//! What a store in another crate needs besides the trait is public here and
+//! nothing more: [`check_fences`] and [`may_take`] (every store fences commits
+//! and decides claims the same way), [`now_ms`] (the clock those decisions and
+//! the records' times use), and [`DatabaseError`] (a driver's error, kept as
+//! the source of [`StoreError::Database`]).
 
+use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,13 +24,11 @@ use serde::{Deserialize, Serialize};
 
 mod memory;
 mod owner;
-mod sqlite;
 
 pub use crate::core::ids::RunStatus;
 pub use memory::MemoryStore;
 pub(crate) use owner::LiveOwner;
 pub use owner::{may_take, Claim, Owner, OwnerLease, LEASE};
-pub use sqlite::SqliteStore;
 
 /// A boxed future returned by store methods (keeps [`JournalStore`] object safe).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -148,9 +155,10 @@ pub struct RunFilter {
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database said no (busy, I/O, full disk, …): worth retrying.
+    /// The database said no (busy, I/O, full disk, …): worth retrying. The
+    /// driver's error is kept as the source.
     #[error("store error: {0}")]
-    Database(String),
+    Database(#[source] DatabaseError),
     /// The store can no longer be trusted with writes (its files were
     /// removed or replaced under it); retrying cannot help.
     #[error("store damaged: {0}")]
@@ -191,6 +199,59 @@ pub enum StoreError {
         /// What it is instead ("an empty file", "a 1-byte file", …).
         what: String,
     },
+}
+
+/// A database driver's error inside [`StoreError::Database`]: shown as the
+/// driver shows it, and reachable for downcasting through [`get_ref`](Self::get_ref).
+///
+/// Shared (an `Arc`, not a `Box`) because [`StoreError`] is `Clone`: the
+/// journal keeps its last failure and hands out copies of it. Made from a
+/// string too, for failures that have no driver error behind them.
+#[derive(Clone)]
+pub struct DatabaseError(Arc<dyn Error + Send + Sync + 'static>);
+
+impl DatabaseError {
+    /// Wraps a driver's error.
+    pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
+        DatabaseError(Arc::new(error))
+    }
+
+    /// The driver's error, e.g. to `downcast_ref::<sqlx::Error>()`.
+    pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl From<&str> for DatabaseError {
+    fn from(message: &str) -> Self {
+        DatabaseError(Arc::from(Box::<dyn Error + Send + Sync>::from(message)))
+    }
+}
+
+impl From<String> for DatabaseError {
+    fn from(message: String) -> Self {
+        DatabaseError(Arc::from(Box::<dyn Error + Send + Sync>::from(message)))
+    }
+}
+
+impl std::fmt::Debug for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+// Transparent: the wrapper adds no message of its own, so the chain goes on
+// with the driver error's own source.
+impl Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// A run whose writes a store refused, and why.
@@ -283,9 +344,11 @@ pub trait JournalStore: Send + Sync + 'static {
     fn claim<'a>(&'a self, claim: &'a Claim) -> StoreFuture<'a, Option<u64>>;
 }
 
-/// Current wall-clock time in Unix milliseconds (only for records shown to
-/// people; the reducer never sees it).
-pub(crate) fn now_ms() -> i64 {
+/// Current wall-clock time in Unix milliseconds: the clock of run records'
+/// times and of lease decisions ([`may_take`]); the reducer never sees it.
+/// Public so that a store in another crate judges leases on the same clock
+/// as the engine's journal sets them.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

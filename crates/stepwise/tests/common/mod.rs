@@ -1,6 +1,8 @@
 //! Events and helpers shared by the behaviour tests.
 #![allow(dead_code)]
 
+pub mod durable;
+
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -181,6 +181,11 @@ pub(crate) enum TickData<Ev> {
     Publish {
         event: Ev,
     },
+    /// An invocation's effects applied before it ended (its stream writes, live).
+    Effects {
+        invocation: [u32; 2],
+        effects: Vec<EffectData<Ev>>,
+    },
     FireRetry {
         timer: u64,
     },
@@ -313,6 +318,10 @@ pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
             },
         },
         Tick::Publish(event) => TickData::Publish { event: event.clone() },
+        Tick::Effects { invocation, effects } => TickData::Effects {
+            invocation: inv(*invocation),
+            effects: effects_data(workflow, effects),
+        },
         Tick::Fire(Timer::Retry(timer)) => TickData::FireRetry { timer: *timer },
         Tick::Fire(Timer::WaiterTimeout(timer)) => TickData::FireWaiterTimeout { timer: *timer },
         Tick::Timeout => TickData::Timeout,
@@ -519,6 +528,10 @@ impl Decoder<'_> {
                 return Ok(Replayed::Waiter { invocation, key });
             }
             TickData::Publish { event } => Tick::Publish(self.event_or_raw(event)),
+            TickData::Effects { invocation, effects } => Tick::Effects {
+                invocation: InvocationId::from_pair(invocation),
+                effects: self.effects(effects)?,
+            },
             TickData::FireRetry { timer } => Tick::Fire(Timer::Retry(timer)),
             TickData::FireWaiterTimeout { timer } => Tick::Fire(Timer::WaiterTimeout(timer)),
             TickData::Timeout => Tick::Timeout,

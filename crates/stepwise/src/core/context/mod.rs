@@ -95,6 +95,11 @@ impl Context {
     /// is a full buffer behind (see [`RunOptions::stream_buffer`](crate::RunOptions::stream_buffer)):
     /// do that in a loop that writes many events without awaiting anything
     /// else, or memory grows with what the reader has not read yet.
+    ///
+    /// In a journaled run the write is committed as it is made, together with
+    /// the step's earlier `send_event`s (which are otherwise held until the
+    /// step ends), so readers see progress while the step runs; after a
+    /// crash, the step's re-run does not write it a second time.
     pub fn write_event_to_stream<E: Event>(&self, event: E) -> StreamWrite<'_> {
         self.run.write_to_stream(self.invocation, AnyEvent::new(event));
         StreamWrite { run: &*self.run }
@@ -129,9 +134,9 @@ impl Context {
     /// under a timeout of the step's own) withdraws the wait: later events are
     /// routed as if it had never been made.
     ///
-    /// In a journaled run, the step's earlier `send_event`s and
-    /// `write_event_to_stream`s are applied when it starts to wait (they are
-    /// otherwise held until the step ends), so it can wait for what they cause.
+    /// In a journaled run, the step's earlier `send_event`s are applied when
+    /// it starts to wait (they are otherwise held until the step ends or
+    /// writes to the stream), so it can wait for what they cause.
     ///
     /// After a resume (from a journal or a snapshot) a step that was waiting
     /// runs again from its start: it does not repeat the sends and stream

@@ -165,11 +165,24 @@ impl fmt::Display for ValidationIssue {
                 "step(s) {} accept the stop event `{event}`; a stop event ends the run and is never routed, use another event type",
                 quoted(steps)
             ),
-            ConsumedNeverProduced { events } => write!(
-                f,
-                "events are consumed but never produced: {}",
-                pairs(events, "waited for by")
-            ),
+            ConsumedNeverProduced { events } => {
+                // The usual cause: a step sends the event with `ctx.send_event`
+                // without declaring it, which validation cannot see.
+                let names: Vec<&str> = events.iter().map(|(event, _)| event.as_str()).collect();
+                let (it, list) = match names[..] {
+                    [one] => ("it", one.to_owned()),
+                    _ => ("one", names.join(", ")),
+                };
+                write!(
+                    f,
+                    "events are consumed but never produced: {}; no step returns or declares {}. \
+                     A step that sends {it} with `ctx.send_event` must declare it: \
+                     `#[step(emits = [{list}])]` (by hand: `StepConfig::new(..).emits::<{}>()`)",
+                    pairs(events, "waited for by"),
+                    if names.len() == 1 { "it" } else { "them" },
+                    names[0],
+                )
+            }
             ProducedNeverConsumed { events } => write!(
                 f,
                 "[terminal_event] events are produced but never consumed: {}; only the stop event and input requests may be terminal",

@@ -127,7 +127,7 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
     }
 
     /// Declares the run state type: every run starts with `T::default()` (or
-    /// the store given in [`RunOptions::state`]), and steps use
+    /// the store given in [`RunOptions::state`](crate::RunOptions::state)), and steps use
     /// `ctx.state().edit(|s: &mut T| …)` and friends. Without it, runs get an
     /// untyped JSON store.
     pub fn state<T: State>(mut self) -> Self {

@@ -55,6 +55,14 @@ pub(crate) enum Tick {
     },
     /// A step asked to publish an event to the stream.
     Publish(AnyEvent),
+    /// An in-flight invocation's effects so far, applied before it ends: a
+    /// journaled run's stream write reaches readers at once, together with
+    /// the sends the step made before it (the effects are counted as
+    /// applied, so a re-run after a resume does not repeat them).
+    Effects {
+        invocation: InvocationId,
+        effects: Vec<Effect>,
+    },
     /// A timer armed by [`Command::Schedule`] fired.
     Fire(Timer),
     /// The workflow timeout fired.
@@ -204,6 +212,7 @@ impl RunState {
             }
             Tick::Resume => self.rewind(now, out),
             Tick::Publish(event) => out.push(Command::Publish(event)),
+            Tick::Effects { invocation, effects } => self.apply_early(invocation, effects, now, out),
             Tick::Fire(Timer::Retry(id)) => {
                 if let Some(retry) = self.retries.remove(&id) {
                     self.deliver(retry.step, retry.queued, now, out);

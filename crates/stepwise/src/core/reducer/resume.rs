@@ -7,7 +7,7 @@ use crate::core::ids::InvocationId;
 
 use super::slots::{InFlight, Queued};
 use super::waiters::Recovered;
-use super::{Command, RunState, Timer};
+use super::{Command, Effect, RunState, Timer};
 
 impl RunState {
     /// Starts a new session: every in-flight invocation goes back to the head
@@ -74,6 +74,25 @@ impl RunState {
                 inflight.issued <= inflight.attempt.applied
             }
             None => false,
+        }
+    }
+
+    /// Applies `invocation`'s effects so far before it ends, and counts them
+    /// as applied (see [`Tick::Effects`](super::Tick::Effects)).
+    pub(crate) fn apply_early(
+        &mut self,
+        invocation: InvocationId,
+        effects: Vec<Effect>,
+        now: Duration,
+        out: &mut Vec<Command>,
+    ) {
+        if effects.is_empty() || self.invocations.get(invocation).is_none() {
+            return;
+        }
+        let count = effects.len() as u32;
+        self.apply_effects(invocation, effects, now, out);
+        if !self.finished {
+            self.mark_applied(invocation, count);
         }
     }
 

@@ -1,4 +1,21 @@
-//! The embedded SQLite store: one file, WAL mode, no server, migrations built in.
+//! The embedded SQLite journal store for stepwise: one file, WAL mode, no
+//! server, migrations built in.
+//!
+//! ```no_run
+//! use stepwise::Journal;
+//! use stepwise_sqlite::SqliteStore;
+//!
+//! # async fn example() -> Result<(), stepwise::store::StoreError> {
+//! let journal = Journal::new(SqliteStore::open("runs.db").await?);
+//! # let _ = journal; Ok(()) }
+//! ```
+//!
+//! This is the only stepwise crate that depends on a database driver (sqlx);
+//! the engine talks to it through [`JournalStore`] alone. It passes the
+//! checks every store must pass (`stepwise-store-tests`, run from this
+//! crate's `tests/conformance.rs`). Until 0.1 it was `stepwise::store::SqliteStore`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::path::Path;
 use std::str::FromStr;
@@ -10,9 +27,9 @@ use tokio::sync::Notify;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::{
-    check_fences, may_take, now_ms, Claim, EntryBatch, JournalStore, Owner, OwnerLease, PublishedRecord, RunFilter,
-    RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
+use stepwise::store::{
+    check_fences, may_take, now_ms, Claim, DatabaseError, EntryBatch, JournalStore, Owner, OwnerLease, PublishedRecord,
+    RunFilter, RunRecord, RunStatus, StoreError, StoreFuture, WriteBatch,
 };
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
@@ -268,19 +285,45 @@ async fn create_new(path: &Path, options: SqliteConnectOptions) -> Result<(), St
 /// A pool of one connection, opened now and kept open. One: SQLite has one
 /// writer anyway, and an in-memory database exists per connection. Kept
 /// open: SQLite removes the write-ahead log when its last connection closes.
+///
+/// Opening can find the file locked by another process setting it up (the
+/// pragmas run on connect, and switching to WAL mode does not always wait
+/// for the busy timeout): retried for a while, like a busy commit.
 async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(options)
-        .await
-        .map_err(|e| StoreError::Open(e.to_string()))
+    let connect = || {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+    };
+    let deadline = std::time::Instant::now() + OPEN_RETRY_FOR;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match connect().await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if is_locked(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(StoreError::Open(e.to_string())),
+        }
+    }
+}
+
+/// How long opening waits for a database another process holds locked.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), extended codes included.
+fn is_locked(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    let code = code.as_deref().and_then(|c| c.parse::<i64>().ok());
+    matches!(code.map(|c| c & 0xff), Some(5 | 6))
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    StoreError::Database(DatabaseError::new(e))
 }
 
 impl SqliteStore {
@@ -460,7 +503,7 @@ impl SqliteStore {
             sqlx::Executor::execute(&mut *tx, *sql).await.map_err(db)?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
-                .bind(super::now_ms())
+                .bind(now_ms())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -1006,7 +1049,7 @@ async fn claim_in(conn: &mut sqlx::SqliteConnection, claim: &Claim) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StatusUpdate;
+    use stepwise::store::StatusUpdate;
 
     fn run(i: usize) -> RunRecord {
         RunRecord {
