@@ -2,6 +2,7 @@
 //! `StepResult` or `anyhow::Result`, and the typed error recovered from the
 //! run's error, from `StepFailed` and by a retry policy.
 
+#![cfg_attr(not(feature = "anyhow"), allow(unused_imports))]
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,7 @@ async fn question_mark_on_serde_json_and_messages() {
     assert_eq!(err.to_string(), "attempt 1 failed");
 }
 
+#[cfg(feature = "anyhow")] // downcasts through anyhow's context
 #[tokio::test]
 async fn a_step_returning_anyhow_result_with_bail_and_context() {
     let wf = one_step(|_: StartEvent| async {
@@ -95,6 +97,7 @@ async fn a_step_returning_anyhow_result_with_bail_and_context() {
     assert_eq!(chain.len(), 2, "{chain:?}");
 }
 
+#[cfg(feature = "anyhow")] // downcasts through anyhow's context
 #[tokio::test]
 async fn question_mark_on_anyhow_error_in_a_step_returning_step_result() {
     fn lookup() -> anyhow::Result<u32> {
@@ -126,6 +129,7 @@ async fn a_typed_error_type_still_works_and_run_error_has_the_source() {
     );
 }
 
+#[cfg(feature = "anyhow")] // downcasts through anyhow's context
 #[tokio::test]
 async fn retry_if_sees_the_typed_error_through_anyhow() {
     let calls = Arc::new(AtomicU32::new(0));
@@ -172,6 +176,18 @@ async fn retry_if_sees_the_typed_error_through_anyhow() {
     assert_eq!((attempts, calls.load(Ordering::SeqCst)), (1, 1));
 }
 
+/// Without the feature an anyhow error still converts, as a plain `dyn Error`.
+#[cfg(not(feature = "anyhow"))]
+#[tokio::test]
+async fn anyhow_errors_convert_without_the_feature() {
+    let wf = one_step(|_: StartEvent| async {
+        let text = std::fs::read_to_string("/definitely/not/here").context("reading the config")?;
+        anyhow::Ok(StopEvent::new(text))
+    });
+    let err = step_error(wf.run(StartEvent::new()).await.expect_err("context"));
+    assert_eq!(err.to_string(), "reading the config");
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Job {
     name: String,
@@ -204,6 +220,7 @@ async fn step_methods_use_question_mark_too() {
     assert!(err.downcast_ref::<std::num::ParseIntError>().is_some(), "{err:?}");
 }
 
+#[cfg(feature = "anyhow")] // downcasts through anyhow's context
 #[tokio::test]
 async fn an_error_handler_gets_the_typed_error_in_step_failed() {
     let wf = Workflow::builder("handled")
