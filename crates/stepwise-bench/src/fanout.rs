@@ -97,11 +97,18 @@ pub fn bench() {
     emit("fanout_collect_100k_events_per_s", k100 as f64 / t100, "events/s");
 }
 
+/// The typed and the untyped figures.
+pub fn bench_all() {
+    bench();
+    bench_untyped();
+}
+
 pub fn bench_untyped() {
     let rt = measure::runtime(2);
     for (k, reps, name) in [
         (1_000u64, 9usize, "fanout_collect_untyped_1k_s"),
         (10_000, 5, "fanout_collect_untyped_10k_s"),
+        (100_000, 3, "fanout_collect_untyped_100k_s"),
     ] {
         let samples = time_fanout(&rt, k, Collect::Untyped, reps);
         measure::comment(format!(

@@ -70,7 +70,7 @@ pub use crate::core::builtin::{
     StreamLagged, UnhandledEvent, WorkflowCancelled, WorkflowFailed, WorkflowIdle, WorkflowTimedOut,
 };
 pub use crate::core::codec::snapshot::{Snapshot, SNAPSHOT_FORMAT};
-pub use crate::core::context::collect::CollectSet;
+pub use crate::core::context::collect::{CollectSet, EventList, ExpectedEvents};
 pub use crate::core::context::wait::WaitFor;
 pub use crate::core::context::{Context, StreamWrite};
 pub use crate::core::define::step::{
@@ -79,7 +79,7 @@ pub use crate::core::define::step::{
 pub use crate::core::define::validate::{BuildError, ValidationIssue};
 pub use crate::core::define::workflow::{Workflow, WorkflowBuilder, WorkflowDefinition};
 pub use crate::core::depth::{json_depth, MAX_EVENT_DEPTH};
-pub use crate::core::error::{check_run_id, EventError, SendError, StepError, WaitError, MAX_RUN_ID_BYTES};
+pub use crate::core::error::{check_run_id, EventError, SendError, StepError, StepResult, WaitError, MAX_RUN_ID_BYTES};
 pub use crate::core::event::{AnyEvent, Event, EventKind, EventType, ToAnyEvent};
 pub use crate::core::ids::RetryInfo;
 pub use crate::core::retry::RetryPolicy;

@@ -380,6 +380,9 @@ pub struct StepFailed {
     /// The input event itself (in memory only; not serialised).
     #[serde(skip)]
     pub input: Option<crate::core::event::AnyEvent>,
+    /// The failure itself, for `downcast_ref` (in memory only; not serialised).
+    #[serde(skip)]
+    pub source: Option<crate::core::error::StepError>,
 }
 
 impl StepFailed {

@@ -6,10 +6,18 @@ use std::sync::Arc;
 
 /// Why a step invocation failed: the error it returned, or its panic.
 ///
+/// Any error converts into it, so `?` works in a step that returns
+/// `Result<T, StepError>` (or [`StepResult<T>`]): every
+/// `std::error::Error + Send + Sync + 'static`, `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, and `String`/`&str` messages. Like
+/// `anyhow::Error`, it does not implement `std::error::Error` itself (that
+/// would collide with that conversion); it derefs to
+/// `dyn Error + Send + Sync` instead, and converts into `Box<dyn Error>`.
+///
 /// Cheap to clone; keeps the original error for [`StepError::downcast_ref`].
 #[derive(Clone)]
 pub struct StepError {
-    inner: Arc<dyn StdError + Send + Sync + 'static>,
+    inner: Inner,
     panicked: bool,
     /// For an error rebuilt from a journal: whether the retry policy retried
     /// it when it happened (the original error type is gone, so a type-based
@@ -17,20 +25,60 @@ pub struct StepError {
     recorded_retryable: Option<bool>,
 }
 
+/// What a step returns as `Result<T, StepError>`.
+pub type StepResult<T> = Result<T, StepError>;
+
+#[derive(Clone)]
+enum Inner {
+    Std(Arc<dyn StdError + Send + Sync + 'static>),
+    /// Kept as it is, so its context chain and the error inside it can be
+    /// downcast.
+    #[cfg(feature = "anyhow")]
+    Anyhow(Arc<anyhow::Error>),
+}
+
+impl<E> From<E> for StepError
+where
+    E: Into<Box<dyn StdError + Send + Sync + 'static>> + 'static,
+{
+    fn from(error: E) -> Self {
+        // The bound hides the concrete type; `Any` finds an anyhow error,
+        // which is kept as it is.
+        #[cfg(feature = "anyhow")]
+        let error = {
+            let mut slot = Some(error);
+            let any = &mut slot as &mut dyn std::any::Any;
+            if let Some(error) = any.downcast_mut::<Option<anyhow::Error>>().and_then(Option::take) {
+                return StepError::with(Inner::Anyhow(Arc::new(error)));
+            }
+            match slot {
+                Some(error) => error,
+                None => unreachable!("taken only on return"),
+            }
+        };
+        let boxed: Box<dyn StdError + Send + Sync + 'static> = error.into();
+        StepError::with(Inner::Std(Arc::from(boxed)))
+    }
+}
+
 impl StepError {
-    /// Wraps any error.
-    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
+    fn with(inner: Inner) -> Self {
         StepError {
-            inner: Arc::new(error),
+            inner,
             panicked: false,
             recorded_retryable: None,
         }
     }
 
+    /// Wraps any error.
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
+        Self::from(error)
+    }
+
     /// An error rebuilt from a journal entry.
     pub(crate) fn restored(message: String, panicked: bool, retryable: Option<bool>) -> Self {
         StepError {
-            inner: Arc::new(Message(message)),
+            inner: Inner::Std(Arc::new(Message(message))),
             panicked,
             recorded_retryable: retryable,
         }
@@ -42,13 +90,13 @@ impl StepError {
 
     /// A failure described by a message.
     pub fn msg(message: impl Into<String>) -> Self {
-        Self::new(Message(message.into()))
+        Self::with(Inner::Std(Arc::new(Message(message.into()))))
     }
 
     /// A failure caused by a panic in the step body.
     pub(crate) fn panic(message: String) -> Self {
         StepError {
-            inner: Arc::new(Message(format!("step panicked: {message}"))),
+            inner: Inner::Std(Arc::new(Message(format!("step panicked: {message}")))),
             panicked: true,
             recorded_retryable: None,
         }
@@ -59,27 +107,99 @@ impl StepError {
         self.panicked
     }
 
-    /// The original error, if it is an `E`.
+    /// The original error, if it is an `E`. For an `anyhow::Error` (with the
+    /// `anyhow` feature) this looks through its context layers: the first
+    /// `E` in its chain.
     pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
-        self.inner.downcast_ref::<E>()
+        match &self.inner {
+            Inner::Std(error) => error.downcast_ref::<E>(),
+            #[cfg(feature = "anyhow")]
+            Inner::Anyhow(error) => error.chain().find_map(|e| e.downcast_ref::<E>()),
+        }
+    }
+
+    /// The `anyhow::Error` the step returned, if it returned one.
+    #[cfg(feature = "anyhow")]
+    pub fn as_anyhow(&self) -> Option<&anyhow::Error> {
+        match &self.inner {
+            Inner::Anyhow(error) => Some(error),
+            Inner::Std(_) => None,
+        }
+    }
+
+    /// The error as `dyn Error` (also what `*step_error` gives).
+    pub fn as_dyn_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        match &self.inner {
+            Inner::Std(error) => &**error,
+            #[cfg(feature = "anyhow")]
+            Inner::Anyhow(error) => &***error,
+        }
+    }
+}
+
+impl std::ops::Deref for StepError {
+    type Target = dyn StdError + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        self.as_dyn_error()
+    }
+}
+
+impl AsRef<dyn StdError + Send + Sync + 'static> for StepError {
+    fn as_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        self.as_dyn_error()
+    }
+}
+
+impl AsRef<dyn StdError + 'static> for StepError {
+    fn as_ref(&self) -> &(dyn StdError + 'static) {
+        self.as_dyn_error()
+    }
+}
+
+impl From<StepError> for Box<dyn StdError + 'static> {
+    fn from(error: StepError) -> Self {
+        Box::new(Boxed(error))
     }
 }
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.inner, f)
+        match &self.inner {
+            Inner::Std(error) => fmt::Display::fmt(error, f),
+            #[cfg(feature = "anyhow")]
+            Inner::Anyhow(error) => fmt::Display::fmt(error, f),
+        }
     }
 }
 
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.inner, f)
+        match &self.inner {
+            Inner::Std(error) => fmt::Debug::fmt(error, f),
+            #[cfg(feature = "anyhow")]
+            Inner::Anyhow(error) => fmt::Debug::fmt(error, f),
+        }
     }
 }
 
-impl StdError for StepError {
+/// A `StepError` as a `std::error::Error` (in a `Box<dyn Error>`).
+struct Boxed(StepError);
+
+impl fmt::Display for Boxed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Boxed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl StdError for Boxed {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source()
+        self.0.as_dyn_error().source()
     }
 }
 

@@ -26,6 +26,7 @@ impl<T: Any + Default + Serialize + DeserializeOwned + Send + Sync> State for T 
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// The store holds another type.
     #[error("run state is `{found}`, not `{expected}`")]

@@ -19,6 +19,7 @@ use crate::store::StoreError;
 
 /// Why a trace could not be built.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TraceError {
     /// The run cannot be read or replayed.
     #[error(transparent)]

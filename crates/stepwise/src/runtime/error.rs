@@ -117,6 +117,7 @@ fn active_steps_text(steps: &[String]) -> String {
 
 /// Why the event stream could not be opened.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     /// `stream_events` was already called on this handle; a run has one consumer.
     #[error("the event stream of run {run_id} was already taken; a run's stream has a single consumer")]

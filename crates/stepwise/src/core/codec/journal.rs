@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
-use crate::core::context::collect::Expectation;
+use std::borrow::Cow;
+
+use crate::core::context::collect::{Expectation, ListSummary};
 use crate::core::define::step::Emitted;
 use crate::core::define::workflow::WorkflowCore;
 use crate::core::error::StepError;
@@ -227,12 +229,17 @@ pub(crate) enum ResultData<Ev> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ExpectData {
+    /// Every entry's name (lists without repeats; all lists before `runs`).
     List(Vec<String>),
+    /// `collect_n`: the type and the count.
     Repeat(String, usize),
+    /// The list run-length encoded, so `[T; K]` is one pair, not K names.
+    Runs(Vec<(String, usize)>),
 }
 
 /// Why a journal or snapshot could not be read back.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// An event name the workflow's registry does not know.
     #[error("event `{event}` is not known to workflow `{workflow}` (register it with WorkflowBuilder::event)")]
@@ -336,12 +343,17 @@ fn effects_data(workflow: &WorkflowCore, effects: &[Effect]) -> Vec<EffectData<A
         .collect()
 }
 
-/// The journal form of an expectation: the list's names, or the repeated type and count.
+/// The journal form of an expectation: its size follows the list's runs, so
+/// a K-event fan-in over `[T; K]` writes O(1) per call, not K names.
 fn expect_data(expect: &Expectation<'_>) -> ExpectData {
-    match (expect.order, expect.repeated) {
-        (Some(order), _) => ExpectData::List(order.iter().map(|t| t.name().to_owned()).collect()),
-        (None, Some(ty)) => ExpectData::Repeat(ty.name().to_owned(), expect.counts.first().map_or(0, |c| c.1)),
-        (None, None) => ExpectData::List(Vec::new()),
+    match expect {
+        Expectation::List(summary) if summary.runs.len() == summary.len => {
+            ExpectData::List(summary.runs.iter().map(|(t, _)| t.name().to_owned()).collect())
+        }
+        Expectation::List(summary) => {
+            ExpectData::Runs(summary.runs.iter().map(|(t, n)| (t.name().to_owned(), *n)).collect())
+        }
+        Expectation::Repeat(ty, n) => ExpectData::Repeat(ty.name().to_owned(), *n),
     }
 }
 
@@ -476,19 +488,19 @@ impl Decoder<'_> {
                 expect,
             } => {
                 let event = self.event(event)?;
-                let (order, repeat) = match expect {
-                    ExpectData::List(names) => (
+                let expect = match expect {
+                    ExpectData::List(names) => Expectation::List(Cow::Owned(ListSummary::of(
                         names
                             .iter()
                             .map(|n| self.event_type(n))
                             .collect::<Result<Vec<_>, _>>()?,
-                        None,
-                    ),
-                    ExpectData::Repeat(name, n) => (Vec::new(), Some((self.event_type(&name)?, n))),
-                };
-                let expect = match repeat {
-                    Some((ty, n)) => Expectation::repeat(ty, n),
-                    None => Expectation::list(&order),
+                    ))),
+                    ExpectData::Runs(runs) => Expectation::List(Cow::Owned(ListSummary::from_runs(
+                        runs.iter()
+                            .map(|(name, n)| Ok((self.event_type(name)?, *n)))
+                            .collect::<Result<Vec<_>, DecodeError>>()?,
+                    ))),
+                    ExpectData::Repeat(name, n) => Expectation::repeat(self.event_type(&name)?, n),
                 };
                 state.collect(InvocationId::from_pair(invocation), &buffer, event, &expect);
                 return Ok(Replayed::Other);

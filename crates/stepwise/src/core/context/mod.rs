@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use crate::core::context::collect::{CollectSet, Expectation};
+use crate::core::context::collect::{CollectSet, Expectation, ExpectedEvents};
 use crate::core::context::wait::WaitFor;
 use crate::core::error::{SendError, WaitError};
 use crate::core::event::{AnyEvent, Event, EventType, ToAnyEvent};
@@ -197,19 +197,28 @@ impl Context {
     ///
     /// Exactly one invocation receives a full set, even when the last events
     /// arrive at the same instant.
-    pub fn collect_events(&self, event: &impl ToAnyEvent, expected: &[EventType]) -> Option<Vec<AnyEvent>> {
+    ///
+    /// `expected` is a slice, array or `Vec` of [`EventType`]s, read in full
+    /// on every call, or a shared list, an [`EventList`](crate::EventList) or
+    /// an `Arc<[EventType]>`, summarised once: for a large fan-in build one
+    /// and share it, so that each call costs O(1) instead of O(K).
+    pub fn collect_events<L: ExpectedEvents + ?Sized>(
+        &self,
+        event: &impl ToAnyEvent,
+        expected: &L,
+    ) -> Option<Vec<AnyEvent>> {
         self.collect_events_in(DEFAULT_BUFFER, event, expected)
     }
 
     /// [`Context::collect_events`] with a named buffer, for steps that run
     /// several independent fan-ins.
-    pub fn collect_events_in(
+    pub fn collect_events_in<L: ExpectedEvents + ?Sized>(
         &self,
         buffer: &str,
         event: &impl ToAnyEvent,
-        expected: &[EventType],
+        expected: &L,
     ) -> Option<Vec<AnyEvent>> {
-        let expect = Expectation::list(expected);
+        let expect = expected.expectation();
         self.run.collect(self.invocation, buffer, event.to_any_event(), &expect)
     }
 

@@ -33,10 +33,11 @@ impl<E: Event> StepInput for E {
 }
 
 /// What a step may return: an event, `Option`, an event union, `Vec` (fan-out),
-/// `()`, or any of these inside `Result<_, E>` with `E: std::error::Error`.
+/// `()`, or any of these inside `Result<_, E>` with `E` any error
+/// ([`StepResult`](crate::StepResult), `anyhow::Result`, `Result<_, MyError>`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned from a step",
-    note = "a step returns an event, an `Option`, a `Vec` or an `#[derive(EventUnion)]` enum of events, or `()`, optionally inside `Result<_, E: std::error::Error>`"
+    note = "a step returns an event, an `Option`, a `Vec` or an `#[derive(EventUnion)]` enum of events, or `()`, optionally inside `Result<_, E>` where `E` is an error (`StepError`, `std::error::Error + Send + Sync + 'static`, `anyhow::Error`)"
 )]
 pub trait StepOutput: Send + 'static {
     /// The event types this output can carry (used by validation and drawing).
@@ -86,10 +87,13 @@ impl<T: StepOutput> StepOutput for Vec<T> {
     }
 }
 
+/// `E` is anything that converts into a [`StepError`]: `StepError` itself,
+/// any `std::error::Error + Send + Sync + 'static`, `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, or a `String`/`&str` message.
 impl<T, E> StepOutput for Result<T, E>
 where
     T: StepOutput,
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<StepError> + Send + 'static,
 {
     fn emitted_types() -> Vec<EventType> {
         T::emitted_types()
@@ -97,22 +101,8 @@ where
     fn emit(self, out: &mut Emitted) -> Result<(), StepError> {
         match self {
             Ok(inner) => inner.emit(out),
-            Err(error) => Err(as_step_error(error)),
+            Err(error) => Err(error.into()),
         }
-    }
-}
-
-/// Keeps a `StepError` as it is instead of wrapping it a second time.
-fn as_step_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> StepError {
-    let mut slot = Some(error);
-    if let Some(step_error) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<StepError>>() {
-        if let Some(step_error) = step_error.take() {
-            return step_error;
-        }
-    }
-    match slot {
-        Some(error) => StepError::new(error),
-        None => StepError::msg("step error was already taken"),
     }
 }
 
@@ -175,7 +165,8 @@ pub(crate) type ErasedHandler = Arc<dyn Fn(Context, AnyEvent) -> StepFuture + Se
 /// `R: StepOutput`. `Args` only tells the two shapes apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a step handler",
-    note = "a step handler is `Fn(E) -> impl Future<Output = R>` or `Fn(Context, E) -> impl Future<Output = R>` with an event input `E` and a step output `R`, and must be `Send + Sync + 'static`"
+    note = "a step handler is `Fn(E) -> impl Future<Output = R>` or `Fn(Context, E) -> impl Future<Output = R>` with an event input `E` and a step output `R`, and must be `Send + Sync + 'static`",
+    note = "if `R` is `Result<_, X>`, `X` must be an error: `StepError`, `anyhow::Error` or a type implementing `std::error::Error + Send + Sync + 'static`"
 )]
 pub trait Handler<Args>: Send + Sync + 'static {
     /// The step's input.

@@ -73,6 +73,7 @@ impl RunState {
                     attempts,
                     elapsed_secs: elapsed.as_secs_f64(),
                     input: Some(done.event),
+                    source: Some(error.clone()),
                 };
                 let lineage = with_recovery(&done.lineage, handler);
                 self.deliver(handler, Queued::fresh(AnyEvent::new(failure), lineage), now, out);
