@@ -3,6 +3,7 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -14,6 +15,34 @@ use crate::core::define::step::{GraphCheck, Handler, StepConfig, StepInfo, StepI
 use crate::core::define::validate::{self, BuildError, Validated, ValidationIssue};
 use crate::core::event::{Event, EventType};
 use crate::core::state::{JsonState, State, StateStore};
+
+/// A map keyed by event type. A `TypeId` is a hash already, so it is used as
+/// it is: routing looks one up per event, and SipHash cost more than the
+/// rest of the lookup.
+type ByType<V> = HashMap<TypeId, V, BuildHasherDefault<TypeIdHasher>>;
+
+/// Passes a `TypeId`'s own hash through (other input is mixed, in case a
+/// future `TypeId` writes more than one word).
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = self.0.rotate_left(26) ^ word;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The validated, immutable definition shared by all runs of a workflow.
 pub(crate) struct WorkflowCore {
@@ -32,7 +61,7 @@ pub(crate) struct WorkflowCore {
     /// changed definition is noticed on resume.
     pub(crate) fingerprint: String,
     handlers: Vec<Option<(usize, u32)>>,
-    routes: HashMap<TypeId, Vec<usize>>,
+    routes: ByType<Vec<usize>>,
     by_name: HashMap<String, usize>,
 }
 
@@ -209,7 +238,7 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
         let validated = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
         let registry = registry(&self.name, &self.steps, &self.extra_events)?;
         let fingerprint = fingerprint(&self.name, &self.steps, &validated, self.state.type_name);
-        let mut routes: HashMap<TypeId, Vec<usize>> = HashMap::new();
+        let mut routes: ByType<Vec<usize>> = ByType::default();
         let mut by_name = HashMap::new();
         for (index, step) in self.steps.iter().enumerate() {
             by_name.insert(step.name().to_owned(), index);
