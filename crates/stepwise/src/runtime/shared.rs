@@ -162,7 +162,11 @@ pub(crate) struct RunShared {
     /// The run state, made on first use (see [`RunShared::state`]).
     pub(super) state: std::sync::OnceLock<StateStore>,
     /// The run's one clock: every time the reducer sees is measured from here.
-    pub(super) started: tokio::time::Instant,
+    /// Unset while the run waits for its slot under `num_concurrent_runs`
+    /// (its clock stands at `clock_at` then: waiting is not running).
+    pub(super) started: std::sync::OnceLock<tokio::time::Instant>,
+    /// The run's clock when it was launched (zero, or where a resumed run was).
+    pub(super) clock_at: Duration,
     pub(super) core: Mutex<RunCore>,
     pub(super) outbox: Mutex<Outbox>,
     /// Set when the driver has starts or a finish to pick up.
@@ -445,7 +449,18 @@ impl RunShared {
 
     /// Time since the run started, at the clock's full resolution.
     pub(super) fn elapsed(&self) -> Duration {
-        tokio::time::Instant::now().saturating_duration_since(self.started)
+        match self.started.get() {
+            Some(started) => tokio::time::Instant::now().saturating_duration_since(*started),
+            None => self.clock_at,
+        }
+    }
+
+    /// Starts the run's clock (if it is not going yet) and returns its origin.
+    pub(super) fn start_clock(&self) -> tokio::time::Instant {
+        *self.started.get_or_init(|| {
+            let now = tokio::time::Instant::now();
+            now.checked_sub(self.clock_at).unwrap_or(now)
+        })
     }
 
     /// Writes a journal snapshot when one is due.
