@@ -341,3 +341,32 @@ fn journaled_runs_with_limits_resume() {
         assert_eq!(finish(second).await.unwrap().result, "b");
     });
 }
+
+struct Limited {
+    active: InFlight,
+}
+
+#[stepwise::workflow(num_concurrent_runs = 3)]
+impl Limited {
+    #[stepwise::step(max_concurrent_across_runs = 1)]
+    async fn call(&self, _ev: StartEvent) -> StopEvent {
+        let _guard = self.active.enter();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        StopEvent::new(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_macro_sets_both_limits() {
+    use stepwise::WorkflowDefinition;
+    let active = InFlight::new();
+    let wf = Limited { active: active.clone() }.build().unwrap();
+    assert_eq!(wf.num_concurrent_runs(), Some(3));
+    let began = tokio::time::Instant::now();
+    let handles: Vec<_> = (0..4).map(|_| wf.run(StartEvent::new())).collect();
+    for handle in handles {
+        settle(handle).await.unwrap();
+    }
+    assert_eq!(active.max(), 1);
+    assert_eq!(began.elapsed(), Duration::from_secs(4));
+}
