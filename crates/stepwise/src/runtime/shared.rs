@@ -128,6 +128,13 @@ pub(super) fn not_serializable<'a>(
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub(super) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub(super) fn effect_events(effects: &[Effect]) -> impl Iterator<Item = &AnyEvent> {
     effects.iter().map(|e| match e {
         Effect::Send { event, .. } | Effect::Publish(event) => event,
@@ -249,10 +256,13 @@ impl RunShared {
                 emitted.into_iter().for_each(crate::core::depth::dispose);
             }
         }
+        // Wall clock read for failures only (successes pay nothing).
+        let failed_at = if result.is_err() { wall_clock_ms() } else { 0 };
         let mut tick = Tick::StepDone {
             invocation,
             effects,
             result,
+            failed_at,
         };
         if !core.state.is_finished() {
             if let Err(error) = core.record_tick(&tick, now) {
@@ -274,6 +284,7 @@ impl RunShared {
                     invocation,
                     effects: Vec::new(),
                     result: Err(StepError::new(rejected)),
+                    failed_at: wall_clock_ms(),
                 };
                 if let Err(error) = core.record_tick(&tick, now) {
                     tracing::error!(run_id = %self.run_id, %error, "journal entry does not serialise");

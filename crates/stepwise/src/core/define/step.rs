@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::core::context::Context;
 use crate::core::error::StepError;
 use crate::core::event::{AnyEvent, Event, EventType};
-use crate::core::retry::RetryPolicy;
+use crate::core::retry::{Retry, RetryPolicy};
 
 /// The parameter type of a step: one event type, or a union of several
 /// (an enum with `#[derive(EventUnion)]`).
@@ -363,8 +363,9 @@ impl StepConfig {
     /// Retries the step on failure according to `policy`. A retry runs the
     /// step again with the same input event (and any collect set the failed
     /// attempt had taken).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+    /// `policy` is a composed [`RetryPolicy`] or any [`Retry`].
+    pub fn retry(mut self, policy: impl Retry) -> Self {
+        self.retry = Some(policy.into_policy());
         self
     }
 
