@@ -244,14 +244,14 @@ pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>, run_sl
 
 /// Waits for the run's slot under `num_concurrent_runs` (FIFO). Ticks reduced
 /// meanwhile (events sent to the run) leave their step starts queued for the
-/// loop; a finish (a cancel) ends the wait without a slot.
+/// loop; a finish (a cancel) or a journal fault ends the wait without a slot.
 async fn wait_for_slot(shared: &RunShared, semaphore: Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     let mut acquire = Box::pin(semaphore.acquire_owned());
     poll_fn(|cx| {
         shared.driver.register(cx.waker());
         if shared.pending.swap(false, Ordering::AcqRel) {
             let core = lock(&shared.core);
-            if core.finish.is_some() || core.ended.is_some() {
+            if core.finish.is_some() || core.ended.is_some() || core.fault.is_some() {
                 // Set again so that the loop looks at the finish at once.
                 shared.pending.store(true, Ordering::Release);
                 return Poll::Ready(None);
