@@ -370,3 +370,42 @@ async fn the_macro_sets_both_limits() {
     assert_eq!(active.max(), 1);
     assert_eq!(began.elapsed(), Duration::from_secs(4));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_slot_is_held_across_its_waits_and_a_cancelled_waiter_leaves_the_queue() {
+    let asked: Log<u32> = Log::new();
+    let wf = {
+        let asked = asked.clone();
+        Workflow::builder("ask-one-at-a-time")
+            .step_with(
+                StepConfig::new("ask").max_concurrent_across_runs(1),
+                move |ctx: Context, ev: StartEvent| {
+                    let asked = asked.clone();
+                    async move {
+                        asked.push(ev.get::<u32>("n").unwrap_or(0));
+                        let answer = ctx
+                            .wait_for_event(WaitFor::<HumanResponseEvent>::new())
+                            .await
+                            .map_err(StepError::new)?;
+                        Ok::<_, StepError>(StopEvent::new(answer.response))
+                    }
+                },
+            )
+            .build()
+            .unwrap()
+    };
+    let a = wf.run(start(1));
+    let b = wf.run(start(2));
+    let c = wf.run(start(3));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // `a` holds the slot while it waits; `b` and `c` wait for it.
+    assert_eq!(asked.get(), [1]);
+    b.cancel();
+    assert!(matches!(settle(b).await, Err(RunError::Cancelled { .. })));
+    a.send_event(HumanResponseEvent::new("a")).unwrap();
+    assert_eq!(settle(a).await.unwrap().result, "a");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(asked.get(), [1, 3], "the cancelled run's invocation left the queue");
+    c.send_event(HumanResponseEvent::new("c")).unwrap();
+    assert_eq!(settle(c).await.unwrap().result, "c");
+}
