@@ -11,8 +11,9 @@ use syn::punctuated::Punctuated;
 use syn::{bracketed, Attribute, Expr, ExprLit, Ident, Lit, LitStr, Meta, Token, Type, UnOp};
 
 const EVENT_OPTIONS: &str = "name, start, stop, input_required, human_response";
-const WORKFLOW_OPTIONS: &str = "name, start, stop, state";
-const STEP_OPTIONS: &str = "name, num_workers, emits, waits_for, skip_checks, retry, catch_errors";
+const WORKFLOW_OPTIONS: &str = "name, start, stop, state, num_concurrent_runs";
+const STEP_OPTIONS: &str =
+    "name, num_workers, max_concurrent_across_runs, emits, waits_for, skip_checks, retry, catch_errors";
 const GRAPH_CHECKS: &str = "reachability, dead_end, terminal_event";
 
 /// The key of a nested meta item as the user wrote it, for error messages.
@@ -154,6 +155,7 @@ pub struct WorkflowArgs {
     pub start: Option<Type>,
     pub stop: Option<Type>,
     pub state: Option<Type>,
+    pub num_concurrent_runs: Option<usize>,
 }
 
 impl WorkflowArgs {
@@ -181,6 +183,10 @@ impl WorkflowArgs {
             "state" => {
                 let ty: Type = meta.value()?.parse()?;
                 set_once(&mut self.state, ty, meta)
+            }
+            "num_concurrent_runs" => {
+                let n = parse_at_least_one(meta, "num_concurrent_runs")?;
+                set_once(&mut self.num_concurrent_runs, n, meta)
             }
             key => Err(meta.error(format!(
                 "unknown #[workflow] option `{key}`; valid options are: {WORKFLOW_OPTIONS}"
@@ -232,6 +238,7 @@ impl GraphCheck {
 pub struct StepArgs {
     pub name: Option<LitStr>,
     pub num_workers: Option<usize>,
+    pub max_concurrent_across_runs: Option<usize>,
     pub emits: Option<Vec<Type>>,
     pub waits_for: Option<Vec<Type>>,
     pub skip_checks: Option<Vec<GraphCheck>>,
@@ -268,6 +275,10 @@ impl StepArgs {
                 let n = parse_num_workers(meta)?;
                 set_once(&mut self.num_workers, n, meta)
             }
+            "max_concurrent_across_runs" => {
+                let n = parse_at_least_one(meta, "max_concurrent_across_runs")?;
+                set_once(&mut self.max_concurrent_across_runs, n, meta)
+            }
             "emits" => {
                 let types = parse_list(meta.value()?, |input| input.parse::<Type>())?;
                 set_once(&mut self.emits, types, meta)
@@ -302,21 +313,27 @@ impl StepArgs {
 /// Parses `= <int literal>`, requiring at least one worker: a step with
 /// zero workers could never run, so we reject it before the core does.
 fn parse_num_workers(meta: &ParseNestedMeta) -> syn::Result<usize> {
+    parse_at_least_one(meta, "num_workers")
+}
+
+/// Parses `= <int literal>` of at least 1 for the option `key` (a limit of
+/// zero would let nothing run).
+fn parse_at_least_one(meta: &ParseNestedMeta, key: &str) -> syn::Result<usize> {
     let expr: Expr = meta.value()?.parse()?;
     match &expr {
         Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => {
             let n: usize = int.base10_parse()?;
             if n == 0 {
-                return Err(syn::Error::new(int.span(), "num_workers must be at least 1"));
+                return Err(syn::Error::new(int.span(), format!("{key} must be at least 1")));
             }
             Ok(n)
         }
         Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
-            Err(syn::Error::new_spanned(&expr, "num_workers must be at least 1"))
+            Err(syn::Error::new_spanned(&expr, format!("{key} must be at least 1")))
         }
         _ => Err(syn::Error::new_spanned(
             &expr,
-            "num_workers must be an integer literal, e.g. `num_workers = 4`",
+            format!("{key} must be an integer literal, e.g. `{key} = 4`"),
         )),
     }
 }

@@ -448,6 +448,7 @@ fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStrea
         .state
         .as_ref()
         .map(|ty| quote_spanned!(ty.span()=> .state::<#ty>()));
+    let runs = args.num_concurrent_runs.map(|n| quote!(.num_concurrent_runs(#n)));
     let registrations = steps.iter().map(|s| registration(self_ty, s));
     quote! {
         #[automatically_derived]
@@ -460,6 +461,7 @@ fn definition(imp: &ItemImpl, args: &WorkflowArgs, steps: &[Step]) -> TokenStrea
                 ::stepwise::WorkflowBuilder::<Self::Start, Self::Stop>::new(#name)
                     #doc
                     #state
+                    #runs
                     #(#registrations)*
             }
         }
@@ -503,6 +505,10 @@ fn registration(self_ty: &Type, step: &Step) -> TokenStream {
 fn step_config(step: &Step) -> TokenStream {
     let name = &step.name;
     let workers = step.args.num_workers.map(|n| quote!(.num_workers(#n)));
+    let across = step
+        .args
+        .max_concurrent_across_runs
+        .map(|n| quote!(.max_concurrent_across_runs(#n)));
     // Spanned on the user's type so a non-Event type errors right there.
     let emits = step
         .args
@@ -531,6 +537,6 @@ fn step_config(step: &Step) -> TokenStream {
         None => quote!(.catch_errors(::stepwise::CatchErrors::all())),
     });
     quote! {
-        ::stepwise::StepConfig::new(#name) #workers #(#emits)* #(#waits)* #(#skips)* #retry #catch #doc
+        ::stepwise::StepConfig::new(#name) #workers #across #(#emits)* #(#waits)* #(#skips)* #retry #catch #doc
     }
 }

@@ -146,6 +146,7 @@ async fn a_step_error_fails_the_run_with_the_original_error() {
             step: "explode".into(),
             error: "my error with code 7".into(),
             attempts: 1,
+            elapsed_secs: 0.0,
         }]
     );
     assert_eq!(events.last().unwrap().name(), "WorkflowFailed");

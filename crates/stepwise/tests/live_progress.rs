@@ -54,19 +54,23 @@ async fn a_journaled_steps_progress_is_read_while_the_step_runs() {
 }
 
 /// `split` sends two items with a progress write after each; `work`
-/// collects both and stops the run.
-fn split_flow() -> Workflow {
+/// collects both and stops the run. `split` flushes `journal` after each
+/// write, so that each write is a commit boundary (a crash point) of its own.
+fn split_flow(journal: Journal) -> Workflow {
     Workflow::builder("split")
         .event::<Progress>()
         .step_with(
             StepConfig::new("split").emits::<Item>(),
-            |ctx: Context, _: StartEvent| async move {
-                ctx.send_event(Item { id: 1 });
-                ctx.write_event_to_stream(Progress("one sent".into()));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                ctx.send_event(Item { id: 2 });
-                ctx.write_event_to_stream(Progress("two sent".into()));
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            move |ctx: Context, _: StartEvent| {
+                let journal = journal.clone();
+                async move {
+                    ctx.send_event(Item { id: 1 });
+                    ctx.write_event_to_stream(Progress("one sent".into()));
+                    let _ = journal.flush().await;
+                    ctx.send_event(Item { id: 2 });
+                    ctx.write_event_to_stream(Progress("two sent".into()));
+                    let _ = journal.flush().await;
+                }
             },
         )
         .step("work", |ctx: Context, item: Item| async move {
@@ -87,7 +91,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_crash_between_live_writes_keeps_the_stored_stream_exactly_once() {
-    let wf = split_flow();
     let recording = Recording::default();
     // One commit per hand-over, so that every live write is a crash point.
     let config = JournalConfig {
@@ -97,6 +100,7 @@ fn a_crash_between_live_writes_keeps_the_stored_stream_exactly_once() {
     };
     let run_id = runtime().block_on(async {
         let journal = Journal::with_config(recording.clone(), config.clone());
+        let wf = split_flow(journal.clone());
         let handle = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal));
         let run_id = handle.run_id().to_owned();
         assert_eq!(handle.await.unwrap().result, 3);
@@ -119,6 +123,7 @@ fn a_crash_between_live_writes_keeps_the_stored_stream_exactly_once() {
                     resumed_midway += 1;
                 }
                 let journal = Journal::with_config(store.clone(), config.clone());
+                let wf = split_flow(journal.clone());
                 let handle = wf.resume(&journal, &run_id).await.unwrap();
                 assert_eq!(handle.await.unwrap().result, 3, "crash after commit {k}");
                 journal.flush().await.unwrap();

@@ -550,9 +550,24 @@ async fn stream_multiset(store: &MemoryStore, run_id: &str) -> Result<Vec<String
         .into_iter()
         .map(|e| e.event)
         .filter(|e| !e.starts_with(r#"{"type":"WorkflowIdle""#) && !e.starts_with(r#"{"type":"UnhandledEvent""#))
+        .map(|e| without_run_time(&e))
         .collect();
     kept.sort();
     Ok(kept)
+}
+
+/// `event` without `WorkflowFailed`'s run time: a resumed run's clock goes on
+/// from its last journaled tick, so steps it runs again add their time.
+fn without_run_time(event: &str) -> String {
+    let Ok(mut json) = serde_json::from_str::<serde_json::Value>(event) else {
+        return event.to_owned();
+    };
+    if json["type"] == "WorkflowFailed" {
+        if let Some(value) = json["value"].as_object_mut() {
+            value.remove("elapsed_secs");
+        }
+    }
+    json.to_string()
 }
 
 fn outcome_text(result: &Result<StopEvent, RunError>) -> String {

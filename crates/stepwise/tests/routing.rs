@@ -87,7 +87,8 @@ async fn routing_matches_the_exact_type_not_the_name() {
         unhandled,
         [UnhandledEvent {
             event: "Ping".into(),
-            target_step: None
+            target_step: None,
+            idle: false,
         }]
     );
 }
@@ -288,7 +289,8 @@ async fn an_event_nobody_accepts_is_published_as_unhandled() {
         of_type::<UnhandledEvent>(&events),
         [UnhandledEvent {
             event: "Orphan".into(),
-            target_step: None
+            target_step: None,
+            idle: false,
         }]
     );
 }

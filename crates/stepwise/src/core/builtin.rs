@@ -239,6 +239,9 @@ pub struct WorkflowFailed {
     pub error: String,
     /// How many times the step ran on the failing event.
     pub attempts: u32,
+    /// Run time (seconds on the run's clock) until the failure ended the run.
+    #[serde(default)]
+    pub elapsed_secs: f64,
 }
 
 impl Event for WorkflowFailed {
@@ -254,6 +257,11 @@ pub struct UnhandledEvent {
     pub event: String,
     /// The step it was sent to, for targeted sends.
     pub target_step: Option<String>,
+    /// True when the run was idle at that moment: no step running except
+    /// ones waiting in `wait_for_event`, and no retry due (an event sent
+    /// from outside to a run that waits for something else).
+    #[serde(default)]
+    pub idle: bool,
 }
 
 impl Event for UnhandledEvent {
@@ -377,6 +385,10 @@ pub struct StepFailed {
     pub attempts: u32,
     /// Seconds from the first attempt's start to the last failure.
     pub elapsed_secs: f64,
+    /// When the last attempt failed: wall-clock milliseconds since the Unix
+    /// epoch (0 in events stored before this field existed).
+    #[serde(default)]
+    pub failed_at: u64,
     /// The input event itself (in memory only; not serialised).
     #[serde(skip)]
     pub input: Option<crate::core::event::AnyEvent>,

@@ -423,13 +423,113 @@ impl fmt::Debug for RetryIf {
     }
 }
 
+/// What a retry policy decides from, after a failed attempt.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct RetryState<'a> {
+    /// The failure's number (1 after the first attempt failed).
+    pub attempts: u32,
+    /// Run time since the first attempt started (the run's clock).
+    pub elapsed: Duration,
+    /// The jitter seed: the same for the same run id, step and attempt, so a
+    /// replay makes the same choice.
+    pub seed: u64,
+    /// The error. After a replay it is rebuilt from the journal (its message
+    /// and [`StepError::is_panic`]; not its original type): decide on the
+    /// type in [`Retry::retries`], whose answer is journaled.
+    pub error: &'a StepError,
+}
+
+/// A retry policy: user-written, or the composed [`RetryPolicy`]. Pass one
+/// to [`StepConfig::retry`](crate::StepConfig::retry) or `#[step(retry = ...)]`.
+///
+/// A policy must decide from its inputs alone (no clock, no global state):
+/// replaying a run's journal asks it again and must get the same answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use stepwise::retry::{Retry, RetryState};
+/// use stepwise::{StartEvent, StepConfig, StepError, StopEvent, Workflow};
+///
+/// /// 10 ms, 20 ms, 30 ms, then give up.
+/// struct Linear;
+///
+/// impl Retry for Linear {
+///     fn next_delay(&self, state: &RetryState<'_>) -> Option<Duration> {
+///         (state.attempts <= 3).then(|| Duration::from_millis(10 * u64::from(state.attempts)))
+///     }
+/// }
+///
+/// let wf = Workflow::builder("flaky")
+///     .step_with(StepConfig::new("call").retry(Linear), |_: StartEvent| async {
+///         Err::<StopEvent, _>(StepError::msg("down"))
+///     })
+///     .build()
+///     .unwrap();
+/// assert!(wf.steps()[0].retry.is_some());
+/// ```
+pub trait Retry: Send + Sync + 'static {
+    /// Whether `error` is worth retrying at all (default: every error).
+    /// Asked once, when the error happens, with the original error (so
+    /// [`StepError::downcast_ref`] works); the answer is journaled.
+    fn retries(&self, error: &StepError) -> bool {
+        let _ = error;
+        true
+    }
+
+    /// The wait before the next attempt, or `None` to give up (only asked
+    /// when [`retries`](Retry::retries) said yes).
+    fn next_delay(&self, state: &RetryState<'_>) -> Option<Duration>;
+
+    /// This policy as a [`RetryPolicy`] (what a step stores).
+    fn into_policy(self) -> RetryPolicy
+    where
+        Self: Sized,
+    {
+        RetryPolicy {
+            custom: Some(Custom(Arc::new(self))),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
 /// A step's retry policy. The default — like the Python anchor's — retries
-/// every error, waits 5 s, and stops after 3 attempts in total.
+/// every error, waits 5 s, and stops after 3 attempts in total. A policy
+/// made from a user's [`Retry`] ([`RetryPolicy::custom`]) decides by it
+/// alone (its `stop`, `wait` and `retry_if` are not used).
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     stop: Stop,
     wait: Wait,
     retry_if: RetryIf,
+    custom: Option<Custom>,
+}
+
+/// A user-written policy inside a [`RetryPolicy`].
+#[derive(Clone)]
+struct Custom(Arc<dyn Retry>);
+
+impl fmt::Debug for Custom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Custom(..)")
+    }
+}
+
+impl Retry for RetryPolicy {
+    fn retries(&self, error: &StepError) -> bool {
+        match &self.custom {
+            Some(custom) => custom.0.retries(error),
+            None => self.retry_if.matches(error),
+        }
+    }
+
+    fn next_delay(&self, state: &RetryState<'_>) -> Option<Duration> {
+        RetryPolicy::next_delay(self, state.attempts, state.elapsed, state.error, state.seed)
+    }
+
+    fn into_policy(self) -> RetryPolicy {
+        self
+    }
 }
 
 impl Default for RetryPolicy {
@@ -438,6 +538,7 @@ impl Default for RetryPolicy {
             stop: Stop::after_attempts(3),
             wait: Wait::fixed(Duration::from_secs(5)),
             retry_if: RetryIf::always(),
+            custom: None,
         }
     }
 }
@@ -446,6 +547,11 @@ impl RetryPolicy {
     /// The default policy (see the type's docs).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A policy that asks `policy` (a user's [`Retry`]).
+    pub fn custom(policy: impl Retry) -> Self {
+        policy.into_policy()
     }
 
     /// `attempts` attempts in total with a fixed `wait` between them.
@@ -475,7 +581,7 @@ impl RetryPolicy {
     pub(crate) fn retryable(&self, error: &StepError) -> bool {
         error
             .recorded_retryable()
-            .unwrap_or_else(|| self.retry_if.matches(error))
+            .unwrap_or_else(|| Retry::retries(self, error))
     }
 
     /// After failure number `attempts` (≥ 1) at `elapsed` since the first attempt
@@ -483,6 +589,15 @@ impl RetryPolicy {
     pub fn next_delay(&self, attempts: u32, elapsed: Duration, error: &StepError, seed: u64) -> Option<Duration> {
         if !self.retryable(error) {
             return None;
+        }
+        if let Some(custom) = &self.custom {
+            let state = RetryState {
+                attempts,
+                elapsed,
+                seed,
+                error,
+            };
+            return custom.0.next_delay(&state);
         }
         let delay = self.wait.compute(attempts, seed);
         (!self.stop.should_stop(attempts, elapsed, delay)).then_some(delay)

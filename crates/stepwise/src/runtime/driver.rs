@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::core::context::host::StepHost;
 use crate::core::context::Context;
@@ -19,6 +20,8 @@ use crate::core::reducer::{InvocationId, StartWorker, StepIdx, Tick, Timer};
 
 use super::end::finish_run;
 use super::error::RunError;
+use super::launch::arm_timeout;
+use super::limits::{gated, limits};
 use super::recorder::{Claimed, JournalError};
 use super::shared::{lock, RunShared, POLLING_RUN};
 use super::timers::Timers;
@@ -135,9 +138,13 @@ pub(super) async fn time_out(run: std::sync::Weak<RunShared>, deadline: tokio::t
 
 /// Runs the driver with `POLLING_RUN` set while it is polled, so ticks that
 /// steps and the driver itself reduce never wake the driver needlessly.
-pub(super) fn as_driver(shared: Arc<RunShared>, claim: Option<Claimed>) -> impl Future<Output = ()> + Send {
+pub(super) fn as_driver(
+    shared: Arc<RunShared>,
+    claim: Option<Claimed>,
+    run_slot: Option<Arc<Semaphore>>,
+) -> impl Future<Output = ()> + Send {
     let address = shared.address();
-    let mut driver = Box::pin(drive(shared, claim));
+    let mut driver = Box::pin(drive(shared, claim, run_slot));
     poll_fn(move |cx| {
         let previous = POLLING_RUN.replace(address);
         let polled = driver.as_mut().poll(cx);
@@ -152,7 +159,7 @@ pub(super) const TURNS_PER_YIELD: u32 = 512;
 
 /// The run's driver: executes worker starts and the finish produced by the
 /// reducer, and turns step completions and the timer into ticks.
-pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
+pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>, run_slot: Option<Arc<Semaphore>>) {
     // Declared first so that it drops last, after the in-flight steps.
     let _abort = AbortOnDrop(Arc::clone(&shared));
     if let Some(claim) = claim {
@@ -167,9 +174,25 @@ pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
             return;
         }
     }
+    // Held until the driver returns, however the run ends.
+    let _slot = match run_slot {
+        Some(semaphore) => match wait_for_slot(&shared, semaphore).await {
+            Some(permit) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    if !shared.is_closed() {
+                        arm_timeout(&shared, &runtime, tracing::Span::current());
+                    }
+                }
+                Some(permit)
+            }
+            // Ended while waiting (cancelled): the loop below ends it.
+            None => None,
+        },
+        None => None,
+    };
     let mut running = Running::default();
     let mut starts: Vec<StartWorker> = Vec::with_capacity(1);
-    let mut timers = Timers::new(shared.started);
+    let mut timers = Timers::new(shared.start_clock());
     let mut armed: Vec<(Duration, Timer)> = Vec::new();
     let mut turns = 0u32;
     loop {
@@ -258,6 +281,29 @@ pub(super) async fn drive(shared: Arc<RunShared>, claim: Option<Claimed>) {
     }
 }
 
+/// Waits for the run's slot under `num_concurrent_runs` (FIFO). Ticks reduced
+/// meanwhile (events sent to the run) leave their step starts queued for the
+/// loop; a finish (a cancel) or a journal fault ends the wait without a slot.
+async fn wait_for_slot(shared: &RunShared, semaphore: Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+    let mut acquire = Box::pin(semaphore.acquire_owned());
+    poll_fn(|cx| {
+        shared.driver.register(cx.waker());
+        if shared.pending.swap(false, Ordering::AcqRel) {
+            let core = lock(&shared.core);
+            if core.finish.is_some() || core.ended.is_some() || core.fault.is_some() {
+                // Set again so that the loop looks at the finish at once.
+                shared.pending.store(true, Ordering::Release);
+                return Poll::Ready(None);
+            }
+        }
+        match acquire.as_mut().poll(cx) {
+            Poll::Ready(permit) => Poll::Ready(permit.ok()),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// Ends a run its journal refused before any step ran.
 pub(super) fn end_by_journal(shared: &RunShared, error: JournalError) {
     lock(&shared.core).waiters.clear();
@@ -331,9 +377,19 @@ pub(super) fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask
     );
     // A handler may panic before it returns its future (a plain closure doing
     // work before its `async` block): that fails the step like a panic inside it.
-    let future = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.handler)(ctx, start.event))) {
-        Ok(future) => future,
-        Err(payload) => Box::pin(std::future::ready(Err(StepError::panic(panic_message(&*payload))))),
+    let slot = limits(&shared.workflow).and_then(|limits| limits.step_slot(start.step));
+    let future = match slot {
+        Some(semaphore) => {
+            let workflow = Arc::clone(&shared.workflow);
+            let (index, event) = (start.step, start.event);
+            // Polled under the task's `catch_unwind`, so a panicking handler
+            // fails the step here too.
+            gated(semaphore, move || (workflow.steps[index].handler)(ctx, event))
+        }
+        None => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (step.handler)(ctx, start.event))) {
+            Ok(future) => future,
+            Err(payload) => Box::pin(std::future::ready(Err(StepError::panic(panic_message(&*payload))))),
+        },
     };
     StepTask {
         invocation: start.invocation,

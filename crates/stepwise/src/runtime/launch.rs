@@ -18,6 +18,7 @@ use crate::core::state::StateStore;
 use super::driver::{as_driver, time_out};
 use super::error::RunError;
 use super::handle::RunHandle;
+use super::limits::limits;
 use super::options::{RunOptions, DEFAULT_STREAM_BUFFER};
 use super::recorder::{Claimed, EffectPolicy, JournalError, RecorderSource};
 use super::run_id::generate_run_id;
@@ -67,6 +68,16 @@ pub(crate) enum Begin {
     },
 }
 
+/// Spawns the task that times the run out, if the workflow has a timeout
+/// (once the run's clock is going).
+pub(super) fn arm_timeout(shared: &Arc<RunShared>, runtime: &tokio::runtime::Handle, span: tracing::Span) {
+    if let Some(timeout) = shared.workflow.timeout {
+        let deadline = shared.start_clock() + timeout;
+        let watchdog = runtime.spawn(time_out(Arc::downgrade(shared), deadline).instrument(span));
+        let _ = shared.watchdog.set(watchdog.abort_handle());
+    }
+}
+
 /// Why the start event cannot enter a run, if it cannot: it must not nest
 /// too deep, and a journaled run's start event must serialise.
 pub(super) fn check_start(run_id: &str, start: &AnyEvent, journaled: bool) -> Option<EventError> {
@@ -98,7 +109,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
     let mut rejected = None;
     // Set when the caller's run id is refused (the run is not journaled).
     let mut invalid_id = None;
-    let (run_id, reducer, store, source, recorder, published, started, first) = match begin {
+    let (run_id, reducer, store, source, recorder, published, clock_at, first) = match begin {
         Begin::Fresh { start, mut options } => {
             stream_buffer = options.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER);
             if let Some(Err(reason)) = options.run_id.as_deref().map(crate::check_run_id) {
@@ -138,7 +149,7 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 source,
                 recorder,
                 0,
-                now,
+                Duration::ZERO,
                 FirstTick::Start(start),
             )
         }
@@ -159,8 +170,6 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 duplicate |= recorder.is_none();
                 recorder
             });
-            // The clock goes on from the last journaled tick.
-            let started = now.checked_sub(at).unwrap_or(now);
             (
                 run_id,
                 *state,
@@ -168,7 +177,8 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 source,
                 recorder,
                 published,
-                started,
+                // The clock goes on from the last journaled tick.
+                at,
                 FirstTick::Resume,
             )
         }
@@ -205,12 +215,20 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
         watchdog: std::sync::OnceLock::new(),
         stepping: AtomicBool::new(false),
         stream_full: AtomicBool::new(false),
-        started,
+        started: std::sync::OnceLock::new(),
+        clock_at,
         workflow,
         run_id,
         state,
     });
     let _ = shared.this.set(Arc::downgrade(&shared));
+    // A run under `num_concurrent_runs` starts its clock (and its timeout)
+    // when it gets its slot; any other run now.
+    let run_slot = limits(&shared.workflow).and_then(|l| l.runs.clone());
+    if run_slot.is_none() {
+        let origin = now.checked_sub(clock_at).unwrap_or(now);
+        let _ = shared.started.set(origin);
+    }
     if shared.recorder.is_some() {
         if let Some(store) = shared.state.get() {
             store.observe(Some(shared.state_observer()));
@@ -273,11 +291,10 @@ pub(crate) fn launch<O: Event>(workflow: Arc<WorkflowCore>, begin: Begin) -> Run
                 }),
                 FirstTick::Resume => shared.apply(Tick::Resume),
             });
-            runtime.spawn(as_driver(Arc::clone(&shared), claim).instrument(span.clone()));
-            if let Some(timeout) = shared.workflow.timeout {
-                let watchdog =
-                    runtime.spawn(time_out(Arc::downgrade(&shared), shared.started + timeout).instrument(span));
-                let _ = shared.watchdog.set(watchdog.abort_handle());
+            let waits = run_slot.is_some();
+            runtime.spawn(as_driver(Arc::clone(&shared), claim, run_slot).instrument(span.clone()));
+            if !waits {
+                arm_timeout(&shared, &runtime, span);
             }
         }
         Err(_) => shared.close(Err(RunError::NoRuntime {

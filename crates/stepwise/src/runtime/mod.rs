@@ -15,6 +15,7 @@
 //! - [`driver`]: the per-run task, and the timeout's own task;
 //! - [`timers`], [`stream`] (the outbox and `EventStream`), [`end`] (outcomes,
 //!   closing), [`handle`] (`RunHandle`), [`options`] (`RunOptions`), [`run_id`];
+//! - [`limits`]: `num_concurrent_runs` and per-step limits across runs;
 //! - [`recorder`]: the port a run tells durability through; [`error`].
 
 mod driver;
@@ -23,6 +24,7 @@ pub(crate) mod error;
 mod handle;
 mod host;
 mod launch;
+mod limits;
 mod options;
 pub(crate) mod recorder;
 mod run_id;

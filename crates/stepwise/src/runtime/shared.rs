@@ -128,6 +128,13 @@ pub(super) fn not_serializable<'a>(
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub(super) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub(super) fn effect_events(effects: &[Effect]) -> impl Iterator<Item = &AnyEvent> {
     effects.iter().map(|e| match e {
         Effect::Send { event, .. } | Effect::Publish(event) => event,
@@ -162,7 +169,11 @@ pub(crate) struct RunShared {
     /// The run state, made on first use (see [`RunShared::state`]).
     pub(super) state: std::sync::OnceLock<StateStore>,
     /// The run's one clock: every time the reducer sees is measured from here.
-    pub(super) started: tokio::time::Instant,
+    /// Unset while the run waits for its slot under `num_concurrent_runs`
+    /// (its clock stands at `clock_at` then: waiting is not running).
+    pub(super) started: std::sync::OnceLock<tokio::time::Instant>,
+    /// The run's clock when it was launched (zero, or where a resumed run was).
+    pub(super) clock_at: Duration,
     pub(super) core: Mutex<RunCore>,
     pub(super) outbox: Mutex<Outbox>,
     /// Set when the driver has starts or a finish to pick up.
@@ -245,10 +256,13 @@ impl RunShared {
                 emitted.into_iter().for_each(crate::core::depth::dispose);
             }
         }
+        // Wall clock read for failures only (successes pay nothing).
+        let failed_at = if result.is_err() { wall_clock_ms() } else { 0 };
         let mut tick = Tick::StepDone {
             invocation,
             effects,
             result,
+            failed_at,
         };
         if !core.state.is_finished() {
             if let Err(error) = core.record_tick(&tick, now) {
@@ -270,6 +284,7 @@ impl RunShared {
                     invocation,
                     effects: Vec::new(),
                     result: Err(StepError::new(rejected)),
+                    failed_at: wall_clock_ms(),
                 };
                 if let Err(error) = core.record_tick(&tick, now) {
                     tracing::error!(run_id = %self.run_id, %error, "journal entry does not serialise");
@@ -445,7 +460,18 @@ impl RunShared {
 
     /// Time since the run started, at the clock's full resolution.
     pub(super) fn elapsed(&self) -> Duration {
-        tokio::time::Instant::now().saturating_duration_since(self.started)
+        match self.started.get() {
+            Some(started) => tokio::time::Instant::now().saturating_duration_since(*started),
+            None => self.clock_at,
+        }
+    }
+
+    /// Starts the run's clock (if it is not going yet) and returns its origin.
+    pub(super) fn start_clock(&self) -> tokio::time::Instant {
+        *self.started.get_or_init(|| {
+            let now = tokio::time::Instant::now();
+            now.checked_sub(self.clock_at).unwrap_or(now)
+        })
     }
 
     /// Writes a journal snapshot when one is due.

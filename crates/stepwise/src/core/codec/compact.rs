@@ -40,6 +40,7 @@ pub(crate) fn write_tick(
             invocation,
             effects,
             result: Ok(emitted),
+            ..
         } if effects.is_empty() => {
             compact_head(out, seq, at_us, b'd');
             let [slot, generation] = inv(*invocation);
@@ -73,6 +74,7 @@ pub(crate) fn write_tick(
             invocation,
             effects,
             result: Ok(emitted),
+            ..
         } => {
             head(out, seq, at_us);
             out.extend_from_slice(b"{\"tick\":\"step_done\",\"invocation\":");
@@ -247,6 +249,7 @@ mod tests {
             invocation: InvocationId::from_pair([2, 0]),
             effects: vec![],
             result: Ok(one),
+            failed_at: 0,
         };
         let mut text = Vec::new();
         write_tick(&mut text, 3, 120, &done, &state).unwrap();
@@ -309,6 +312,7 @@ mod tests {
                     invocation,
                     effects: effects.clone(),
                     result,
+                    failed_at: 1_764_000_000_000,
                 });
             }
         }

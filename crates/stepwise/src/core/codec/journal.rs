@@ -223,7 +223,14 @@ pub(crate) enum ResultData<Ev> {
         panicked: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retryable: Option<bool>,
+        /// Wall-clock ms since the Unix epoch (absent in older journals).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        failed_at: u64,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -300,6 +307,7 @@ pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
             invocation,
             effects,
             result,
+            failed_at,
         } => TickData::StepDone {
             invocation: inv(*invocation),
             effects: effects_data(workflow, effects),
@@ -309,6 +317,7 @@ pub(crate) fn record(tick: &Tick, state: &RunState) -> TickData<AnyEvent> {
                 },
                 Err(error) => ResultData::Err {
                     error: error.to_string(),
+                    failed_at: *failed_at,
                     panicked: error.is_panic(),
                     retryable: state
                         .invocation_step(*invocation)
@@ -461,6 +470,7 @@ impl Decoder<'_> {
                 result,
             } => {
                 let effects = self.effects(effects)?;
+                let mut failed = 0;
                 let result = match result {
                     ResultData::Ok { events } => {
                         let mut emitted = Emitted::default();
@@ -473,12 +483,17 @@ impl Decoder<'_> {
                         error,
                         panicked,
                         retryable,
-                    } => Err(StepError::restored(error, panicked, retryable)),
+                        failed_at,
+                    } => {
+                        failed = failed_at;
+                        Err(StepError::restored(error, panicked, retryable))
+                    }
                 };
                 Tick::StepDone {
                     invocation: InvocationId::from_pair(invocation),
                     effects,
                     result,
+                    failed_at: failed,
                 }
             }
             TickData::Collect {
@@ -546,6 +561,7 @@ impl Decoder<'_> {
                 invocation,
                 effects,
                 result,
+                ..
             } => Replayed::StepDone {
                 invocation: *invocation,
                 outputs: effects

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::core::context::Context;
 use crate::core::error::StepError;
 use crate::core::event::{AnyEvent, Event, EventType};
-use crate::core::retry::RetryPolicy;
+use crate::core::retry::{Retry, RetryPolicy};
 
 /// The parameter type of a step: one event type, or a union of several
 /// (an enum with `#[derive(EventUnion)]`).
@@ -267,6 +267,8 @@ pub struct StepConfig {
     pub(crate) doc: Option<String>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) catch: Option<CatchErrors>,
+    /// At most this many invocations in flight over all runs of the workflow.
+    pub(crate) max_concurrent_across_runs: Option<usize>,
 }
 
 /// Makes a step the error handler of other steps: when a covered step fails
@@ -332,14 +334,29 @@ impl StepConfig {
             doc: None,
             retry: None,
             catch: None,
+            max_concurrent_across_runs: None,
         }
+    }
+
+    /// At most `n` invocations of this step are in flight over all runs of
+    /// the workflow (this value and its clones) in this process together.
+    /// Further invocations wait, in the order the runs started them, without
+    /// blocking a thread or their run's other steps; each holds its run's
+    /// worker slot ([`num_workers`](StepConfig::num_workers)) while it waits.
+    /// The slot is held for the whole body, its `wait_for_event`s included,
+    /// and freed when the attempt ends (a retry waits again) or its run ends.
+    /// `0` is refused when the workflow is built.
+    pub fn max_concurrent_across_runs(mut self, n: usize) -> Self {
+        self.max_concurrent_across_runs = Some(n);
+        self
     }
 
     /// Retries the step on failure according to `policy`. A retry runs the
     /// step again with the same input event (and any collect set the failed
     /// attempt had taken).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+    /// `policy` is a composed [`RetryPolicy`] or any [`Retry`].
+    pub fn retry(mut self, policy: impl Retry) -> Self {
+        self.retry = Some(policy.into_policy());
         self
     }
 

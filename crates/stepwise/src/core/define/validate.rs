@@ -23,6 +23,13 @@ pub enum ValidationIssue {
         /// The step.
         step: String,
     },
+    /// The workflow has `num_concurrent_runs = 0` (no run could ever start).
+    ZeroConcurrentRuns,
+    /// A step has `max_concurrent_across_runs = 0` (it could never run).
+    ZeroStepLimit {
+        /// The step.
+        step: String,
+    },
     /// No step accepts a start event.
     NoStartEvent,
     /// Steps accept more than one start event type.
@@ -140,6 +147,14 @@ impl fmt::Display for ValidationIssue {
             NoSteps => write!(f, "the workflow has no steps"),
             DuplicateStep { step } => write!(f, "two steps are named `{step}`; step names must be unique"),
             ZeroWorkers { step } => write!(f, "step `{step}` has num_workers = 0; it needs at least 1"),
+            ZeroConcurrentRuns => write!(
+                f,
+                "num_concurrent_runs = 0 would let no run start; give at least 1, or leave it unset for no limit"
+            ),
+            ZeroStepLimit { step } => write!(
+                f,
+                "step `{step}` has max_concurrent_across_runs = 0, so it could never run; give at least 1, or leave it unset for no limit"
+            ),
             NoStartEvent => write!(f, "no step accepts a start event, so a run could never begin"),
             MultipleStartEvents { events } => write!(
                 f,
@@ -377,6 +392,11 @@ pub(crate) fn validate<S: Event, O: Event>(
         }
         if step.config.num_workers == 0 {
             issues.push(ValidationIssue::ZeroWorkers {
+                step: step.name().to_owned(),
+            });
+        }
+        if step.config.max_concurrent_across_runs == Some(0) {
+            issues.push(ValidationIssue::ZeroStepLimit {
                 step: step.name().to_owned(),
             });
         }

@@ -54,6 +54,15 @@ pub(crate) struct WorkflowCore {
     pub(crate) timeout: Option<Duration>,
     pub(crate) verbose: bool,
     pub(crate) state: StateSpec,
+    /// At most this many runs of this workflow (this value and its clones)
+    /// active at once in this process; `None`: no limit.
+    pub(crate) num_concurrent_runs: Option<usize>,
+    /// True when a run or step limit is set: launches check only this when
+    /// there is none.
+    pub(crate) limited: bool,
+    /// The runtime's state for the limits (its semaphores), made on first use;
+    /// opaque here so that core names no runtime type.
+    pub(crate) limits: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     /// Every event type the workflow can meet, by stable name (for decoding
     /// journals, snapshots and events from the network).
     pub(crate) registry: HashMap<&'static str, EventType>,
@@ -126,6 +135,7 @@ pub struct WorkflowBuilder<S = StartEvent, O = StopEvent> {
     steps: Vec<StepSpec>,
     timeout: Option<Duration>,
     verbose: bool,
+    num_concurrent_runs: Option<usize>,
     skip_checks: Vec<GraphCheck>,
     state: StateSpec,
     extra_events: Vec<EventType>,
@@ -141,6 +151,7 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
             steps: Vec::new(),
             timeout: None,
             verbose: false,
+            num_concurrent_runs: None,
             skip_checks: Vec::new(),
             state: StateSpec::of::<JsonState>(),
             extra_events: Vec::new(),
@@ -221,6 +232,25 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
         self
     }
 
+    /// At most `n` runs of this workflow (this value and its clones) are
+    /// active at once in this process; further runs wait for a slot in the
+    /// order they were started (they are not refused). A waiting run's
+    /// handle works as usual: events sent to it are delivered once it starts,
+    /// cancelling it ends it without running a step. Its timeout counts from
+    /// when it gets its slot. Resumed runs take a slot too. `0` is refused
+    /// by [`build`](WorkflowBuilder::build).
+    pub fn num_concurrent_runs(mut self, n: usize) -> Self {
+        self.num_concurrent_runs = Some(n);
+        self
+    }
+
+    /// Sets or clears the run limit (see
+    /// [`num_concurrent_runs`](WorkflowBuilder::num_concurrent_runs)).
+    pub fn num_concurrent_runs_opt(mut self, n: Option<usize>) -> Self {
+        self.num_concurrent_runs = n;
+        self
+    }
+
     /// Prints each step start and finish and the result as runs proceed.
     pub fn verbose(mut self, verbose: bool) -> Self {
         self.verbose = verbose;
@@ -235,7 +265,22 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
 
     /// Validates the definition and returns the runnable workflow.
     pub fn build(self) -> Result<Workflow<S, O>, BuildError> {
-        let validated = validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks)?;
+        let validated = match validate::validate::<S, O>(&self.name, &self.steps, &self.skip_checks) {
+            Err(mut error) if self.num_concurrent_runs == Some(0) => {
+                error.issues.insert(0, ValidationIssue::ZeroConcurrentRuns);
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+            Ok(_) if self.num_concurrent_runs == Some(0) => {
+                return Err(BuildError {
+                    workflow: self.name,
+                    issues: vec![ValidationIssue::ZeroConcurrentRuns],
+                })
+            }
+            Ok(validated) => validated,
+        };
+        let limited = self.num_concurrent_runs.is_some()
+            || self.steps.iter().any(|s| s.config.max_concurrent_across_runs.is_some());
         let registry = registry(&self.name, &self.steps, &self.extra_events)?;
         let fingerprint = fingerprint(&self.name, &self.steps, &validated, self.state.type_name);
         let mut routes: ByType<Vec<usize>> = ByType::default();
@@ -259,6 +304,9 @@ impl<S: Event, O: Event> WorkflowBuilder<S, O> {
                 timeout: self.timeout,
                 verbose: self.verbose,
                 state: self.state,
+                num_concurrent_runs: self.num_concurrent_runs,
+                limited,
+                limits: std::sync::OnceLock::new(),
                 registry,
                 fingerprint,
                 handlers: validated.handlers,
@@ -320,6 +368,12 @@ impl<S: Event, O: Event> Workflow<S, O> {
     /// The configured timeout.
     pub fn timeout(&self) -> Option<Duration> {
         self.core.timeout
+    }
+
+    /// The run limit set with
+    /// [`WorkflowBuilder::num_concurrent_runs`], if any.
+    pub fn num_concurrent_runs(&self) -> Option<usize> {
+        self.core.num_concurrent_runs
     }
 
     /// A hash of the definition's shape (steps, their events and settings,

@@ -17,7 +17,14 @@ use super::{Command, Outcome, RunState, Timer};
 impl RunState {
     /// A step attempt failed: give back its collect sets, then retry, hand the
     /// failure to an error handler, or fail the run.
-    pub(super) fn failed(&mut self, mut done: InFlight, error: StepError, now: Duration, out: &mut Vec<Command>) {
+    pub(super) fn failed(
+        &mut self,
+        mut done: InFlight,
+        error: StepError,
+        failed_at: u64,
+        now: Duration,
+        out: &mut Vec<Command>,
+    ) {
         let step = done.step;
         for (_, buffer, set) in std::mem::take(&mut done.attempt.sets) {
             self.buffers.entry((step, buffer)).or_default().restore(set);
@@ -72,6 +79,7 @@ impl RunState {
                     panicked: error.is_panic(),
                     attempts,
                     elapsed_secs: elapsed.as_secs_f64(),
+                    failed_at,
                     input: Some(done.event),
                     source: Some(error.clone()),
                 };
@@ -89,6 +97,7 @@ impl RunState {
             step: name.to_owned(),
             error: error.to_string(),
             attempts,
+            elapsed_secs: now.as_secs_f64(),
         })));
         self.finish(Outcome::Failed { step, attempts, error }, out);
     }

@@ -52,6 +52,10 @@ pub(crate) enum Tick {
         invocation: InvocationId,
         effects: Vec<Effect>,
         result: Result<Emitted, StepError>,
+        /// For a failure: when it happened, in wall-clock ms since the Unix
+        /// epoch, read by the runtime (the reducer reads no clock) and
+        /// journaled, so a replay rebuilds the same `StepFailed`.
+        failed_at: u64,
     },
     /// A step asked to publish an event to the stream.
     Publish(AnyEvent),
@@ -204,10 +208,11 @@ impl RunState {
                 invocation,
                 effects,
                 result,
+                failed_at,
             } => {
                 self.apply_effects(invocation, effects, now, out);
                 if !self.finished {
-                    self.step_done(invocation, result, now, out);
+                    self.step_done(invocation, result, failed_at, now, out);
                 }
             }
             Tick::Resume => self.rewind(now, out),
@@ -309,6 +314,7 @@ mod tests {
                 invocation,
                 effects: Vec::new(),
                 result,
+                failed_at: 0,
             },
         )
     }

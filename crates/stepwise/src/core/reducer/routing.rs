@@ -74,9 +74,11 @@ impl RunState {
         if event.kind() == EventKind::InputRequired {
             return; // answered from outside; publishing it was the point
         }
+        let idle = self.is_idle();
         out.push(Command::Publish(AnyEvent::new(UnhandledEvent {
             event: event.name().to_owned(),
             target_step: target.map(|s| self.workflow.steps[s].name().to_owned()),
+            idle,
         })));
     }
 
@@ -135,6 +137,7 @@ impl RunState {
         &mut self,
         invocation: InvocationId,
         result: Result<Emitted, StepError>,
+        failed_at: u64,
         now: Duration,
         out: &mut Vec<Command>,
     ) {
@@ -178,7 +181,7 @@ impl RunState {
                 }
             }
             Err(error) => {
-                self.failed(done, error, now, out);
+                self.failed(done, error, failed_at, now, out);
                 if self.finished {
                     return;
                 }

@@ -242,13 +242,19 @@ impl RunState {
         }
     }
 
+    /// True when all remaining work waits for outside input (see
+    /// [`RunState::check_idle`]).
+    pub(super) fn is_idle(&self) -> bool {
+        !self.finished && self.retries.is_empty() && self.invocations.len == self.waiting_invocations
+    }
+
     /// Publishes `WorkflowIdle` when all remaining work waits for outside input:
     /// every in-flight invocation is suspended in `wait_for_event` and no retry
     /// is due. Queued events do not count as work: an event queues only while
     /// its step has no free worker, and those workers are all waiting, so the
     /// queue cannot move without outside input either.
     pub(super) fn check_idle(&mut self, out: &mut Vec<Command>) {
-        let idle = !self.finished && self.retries.is_empty() && self.invocations.len == self.waiting_invocations;
+        let idle = self.is_idle();
         if idle && !self.idle {
             let waiting = self
                 .waiters
