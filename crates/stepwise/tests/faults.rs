@@ -203,7 +203,16 @@ fn a_store_failing_past_the_retry_budget_stops_the_run_and_leaves_no_gap() {
         let journal = Journal::with_config(store.clone(), config.clone());
         let wf = slow_chain();
         let handle = wf.run_with(StartEvent::new(), RunOptions::new().journal(&journal).run_id("f"));
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        // The store fails once the run's first commit is in (however loaded
+        // the machine), so that what it keeps is a prefix to resume from.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while store.run("f").await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the run's first commit lands");
+        tokio::time::sleep(Duration::from_millis(20)).await;
         store.failing.store(true, Ordering::SeqCst);
         let error = finish(handle).await.unwrap_err();
         match &error {

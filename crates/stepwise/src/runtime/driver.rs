@@ -30,10 +30,13 @@ use super::timers::Timers;
 /// step fails its run, never the process.
 pub(super) struct StepTask {
     pub(super) invocation: InvocationId,
-    pub(super) step: StepIdx,
+    /// The step's index (a `StepIdx`), kept small: the driver holds one
+    /// task inline, and 100,000 live runs feel every byte.
+    pub(super) step: u32,
     pub(super) worker: u32,
     pub(super) future: StepFuture,
-    pub(super) span: tracing::Span,
+    /// Boxed, and only when a subscriber listens (see [`step_task`]).
+    pub(super) span: Option<Box<tracing::Span>>,
 }
 
 impl Future for StepTask {
@@ -41,7 +44,7 @@ impl Future for StepTask {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let _entered = this.span.enter();
+        let _entered = this.span.as_deref().map(tracing::Span::enter);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
         let result = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -50,7 +53,7 @@ impl Future for StepTask {
         };
         Poll::Ready(StepFinished {
             invocation: this.invocation,
-            step: this.step,
+            step: this.step as StepIdx,
             worker: this.worker,
             result,
         })
@@ -358,17 +361,15 @@ pub(super) fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask
     // Made only when a subscriber listens at INFO: otherwise (and with
     // tracing's `log` feature, which a dependency may turn on) even a
     // disabled span costs several calls per step.
-    let span = if tracing::level_enabled!(tracing::Level::INFO) {
-        tracing::info_span!(
+    let span = tracing::level_enabled!(tracing::Level::INFO).then(|| {
+        Box::new(tracing::info_span!(
             "stepwise.step",
             run_id = %shared.run_id,
             step = %step.name(),
             worker = start.worker,
             event = start.event.name()
-        )
-    } else {
-        tracing::Span::none()
-    };
+        ))
+    });
     let ctx = Context::new(
         Arc::clone(shared) as Arc<dyn StepHost>,
         start.step,
@@ -393,7 +394,7 @@ pub(super) fn step_task(shared: &Arc<RunShared>, start: StartWorker) -> StepTask
     };
     StepTask {
         invocation: start.invocation,
-        step: start.step,
+        step: start.step as u32,
         worker: start.worker,
         future,
         span,
