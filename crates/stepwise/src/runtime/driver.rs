@@ -91,7 +91,7 @@ struct Running {
 
 impl Running {
     fn push(&mut self, task: StepTask) {
-        if self.single.is_none() && self.many.as_ref().is_none_or(FuturesUnordered::is_empty) {
+        if self.is_empty() {
             self.single = Some(task);
         } else {
             self.many.get_or_insert_with(FuturesUnordered::new).push(task);

@@ -35,8 +35,9 @@ impl StepHost for RunShared {
         RunShared::send(self, event, target, Some(from))
     }
 
-    fn write_to_stream(&self, from: InvocationId, event: AnyEvent) {
-        RunShared::write_to_stream(self, from, event);
+    /// `write_event_to_stream` from a step.
+    fn write_to_stream(&self, invocation: InvocationId, event: AnyEvent) {
+        self.step_effect(invocation, Effect::Publish(event));
     }
 
     fn poll_room(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
@@ -47,48 +48,15 @@ impl StepHost for RunShared {
         RunShared::state(self)
     }
 
-    fn retry_info(&self, invocation: InvocationId) -> Option<RetryInfo> {
-        RunShared::retry_info(self, invocation)
-    }
-
-    fn add_waiter(&self, invocation: InvocationId, spec: WaiterSpec) -> Result<(u64, WaitAnswer), WaitError> {
-        RunShared::add_waiter(self, invocation, spec)
-    }
-
-    fn withdraw_waiter(&self, key: u64) {
-        RunShared::withdraw_waiter(self, key);
-    }
-
-    fn collect(
-        &self,
-        invocation: InvocationId,
-        buffer: &str,
-        event: AnyEvent,
-        expect: &crate::core::context::collect::Expectation<'_>,
-    ) -> Option<Vec<AnyEvent>> {
-        RunShared::collect(self, invocation, buffer, event, expect)
-    }
-}
-
-impl RunShared {
-    /// `write_event_to_stream` from a step.
-    pub(crate) fn write_to_stream(&self, invocation: InvocationId, event: AnyEvent) {
-        self.step_effect(invocation, Effect::Publish(event));
-    }
-
     /// What `ctx.retry_info()` reports for `invocation`.
-    pub(crate) fn retry_info(&self, invocation: InvocationId) -> Option<RetryInfo> {
+    fn retry_info(&self, invocation: InvocationId) -> Option<RetryInfo> {
         let now = self.now();
         lock(&self.core).state.retry_info(invocation, now)
     }
 
     /// Suspends `invocation` until an event matching `spec` arrives; returns
     /// the waiter's key and the receiver the answer arrives on.
-    pub(crate) fn add_waiter(
-        &self,
-        invocation: InvocationId,
-        spec: WaiterSpec,
-    ) -> Result<(u64, tokio::sync::oneshot::Receiver<Result<AnyEvent, WaitError>>), WaitError> {
+    fn add_waiter(&self, invocation: InvocationId, spec: WaiterSpec) -> Result<(u64, WaitAnswer), WaitError> {
         let now = self.now();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut guard = lock(&self.core);
@@ -130,7 +98,7 @@ impl RunShared {
     }
 
     /// Withdraws waiter `key`, whose `wait_for_event` was dropped unanswered.
-    pub(crate) fn withdraw_waiter(&self, key: u64) {
+    fn withdraw_waiter(&self, key: u64) {
         let now = self.now();
         let mut guard = lock(&self.core);
         let core = &mut *guard;
@@ -140,7 +108,7 @@ impl RunShared {
     }
 
     /// Offers `event` to a collect buffer of the invocation's step.
-    pub(crate) fn collect(
+    fn collect(
         &self,
         invocation: InvocationId,
         buffer: &str,
@@ -179,7 +147,8 @@ impl RunShared {
         }
         set
     }
-
+}
+impl RunShared {
     /// Sends an event into the run from a step or from outside.
     pub(crate) fn send(
         &self,
